@@ -1,0 +1,200 @@
+/* MEMTRACE_* variables. One table lists every variable with its parser and default; adding a
+ * variable is adding a row. */
+#include "config.h"
+
+#include <string.h>
+
+#include "log.h"
+#include "mt.h"
+
+struct mt_config mt_config;
+
+extern char **environ;
+
+#define PREFIX     "MEMTRACE_"
+#define PREFIX_LEN (sizeof PREFIX - 1)
+
+int mt_config_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int mt_config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t whole = 0, frac = 0, frac_div = 1;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (whole > (UINT64_MAX - d) / 10)
+            return -1;
+        whole = whole * 10 + d;
+    }
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (frac_div < 1000000000ULL) { /* nine digits are more than any unit needs */
+                frac = frac * 10 + (uint64_t)(*p - '0');
+                frac_div *= 10;
+            }
+        }
+    }
+    unsigned shift = 0;
+    switch (*p) {
+    case 'k': case 'K': shift = 10; p++; break;
+    case 'm': case 'M': shift = 20; p++; break;
+    case 'g': case 'G': shift = 30; p++; break;
+    case 't': case 'T': shift = 40; p++; break;
+    default: break;
+    }
+    if (shift && p[0] == 'i' && p[1] == 'B')
+        p += 2;
+    else if (p[0] == 'B' || p[0] == 'b')
+        p++;
+    if (*p != '\0')
+        return -1;
+    if (shift == 0 && frac != 0)
+        return -1; /* "1.5" bytes means nothing */
+    if (whole > (UINT64_MAX >> shift))
+        return -1;
+    uint64_t v = whole << shift;
+    uint64_t f = (uint64_t)((__uint128_t)frac * ((uint64_t)1 << shift) / frac_div);
+    if (v > UINT64_MAX - f)
+        return -1;
+    *out = v + f;
+    return 0;
+}
+
+static int check_output(const char *v, char *err, size_t cap)
+{
+    size_t n = strlen(v);
+    if (n == 0) {
+        mt_log_fmt(err, cap, "MEMTRACE_OUTPUT is empty: expected a file path such as "
+                             "trace.%%p.mtrace");
+        return -1;
+    }
+    if (n >= MT_PATH_MAX - 64) { /* room for a pid, a name and a collision suffix */
+        mt_log_fmt(err, cap, "MEMTRACE_OUTPUT is %zu bytes long: expected at most %d", n,
+                   MT_PATH_MAX - 64);
+        return -1;
+    }
+    for (const char *p = v; *p; p++) {
+        if (*p != '%')
+            continue;
+        p++;
+        if (*p != 'p' && *p != 'e' && *p != '%') {
+            mt_log_fmt(err, cap,
+                       "MEMTRACE_OUTPUT=%s: unknown escape '%%%c' (expected %%p pid, %%e "
+                       "executable name or %%%%)",
+                       v, *p ? *p : ' ');
+            return -1;
+        }
+    }
+    return 0;
+}
+
+enum kind { K_PATH, K_UINT, K_SIZE };
+
+struct var {
+    const char *name; /* without the MEMTRACE_ prefix */
+    enum kind kind;
+    uint64_t lo, hi; /* bounds for K_UINT and K_SIZE */
+    const char *expect;
+};
+
+static const struct var vars[] = {
+    { "OUTPUT", K_PATH, 0, 0, "a file path; %p pid, %e executable name" },
+    { "DEPTH", K_UINT, 1, 256, "a number of stack frames, 1..256" },
+    { "BUFFER", K_SIZE, 4096, 64ULL << 20, "a per-thread buffer size, 4K..64M" },
+};
+
+static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
+{
+    if (strcmp(v->name, "OUTPUT") == 0) {
+        memcpy(cfg->output, val, strlen(val) + 1);
+    } else if (strcmp(v->name, "DEPTH") == 0) {
+        cfg->max_frames = (uint32_t)num;
+    } else if (strcmp(v->name, "BUFFER") == 0) {
+        cfg->buffer_bytes = (uint32_t)num;
+    }
+}
+
+int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t cap)
+{
+    memset(cfg, 0, sizeof *cfg);
+    memcpy(cfg->output, MT_DEFAULT_OUTPUT, sizeof MT_DEFAULT_OUTPUT);
+    cfg->max_frames = MT_DEFAULT_MAX_FRAMES;
+    cfg->buffer_bytes = MT_DEFAULT_BUFFER_BYTES;
+    if (envp == NULL)
+        return 0;
+    for (char *const *e = envp; *e; e++) {
+        if (strncmp(*e, PREFIX, PREFIX_LEN) != 0)
+            continue;
+        const char *name = *e + PREFIX_LEN;
+        const char *eq = strchr(name, '=');
+        if (eq == NULL)
+            continue;
+        size_t name_len = (size_t)(eq - name);
+        const char *val = eq + 1;
+        const struct var *v = NULL;
+        for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+            if (strlen(vars[i].name) == name_len && strncmp(vars[i].name, name, name_len) == 0)
+                v = &vars[i];
+        if (v == NULL) {
+            char shown[64];
+            size_t k = (size_t)(eq - *e) < sizeof shown - 1 ? (size_t)(eq - *e) : sizeof shown - 1;
+            memcpy(shown, *e, k);
+            shown[k] = '\0';
+            mt_log_fmt(err, cap,
+                       "%s: unknown variable (known: MEMTRACE_OUTPUT, MEMTRACE_DEPTH, "
+                       "MEMTRACE_BUFFER)",
+                       shown);
+            return -1;
+        }
+        uint64_t num = 0;
+        int bad = 0;
+        switch (v->kind) {
+        case K_PATH:
+            if (check_output(val, err, cap) != 0)
+                return -1;
+            break;
+        case K_UINT:
+            bad = mt_config_parse_uint(val, v->lo, v->hi, &num) != 0;
+            break;
+        case K_SIZE:
+            bad = mt_config_parse_size(val, &num) != 0 || num < v->lo || num > v->hi;
+            break;
+        }
+        if (bad) {
+            mt_log_fmt(err, cap, "MEMTRACE_%s=%s: invalid value (expected %s)", v->name, val,
+                       v->expect);
+            return -1;
+        }
+        store(cfg, v, val, num);
+    }
+    return 0;
+}
+
+void mt_config_load(void)
+{
+    char err[512];
+    if (mt_config_parse(&mt_config, environ, err, sizeof err) != 0)
+        mt_fatal(MT_EXIT_CONFIG, "%s", err);
+}

@@ -1,0 +1,40 @@
+/* The MEMTRACE_* variables: one table, parsed once at start-up from `environ` (getenv may be
+ * interposed or not ready while we are preloading). A malformed value or an unknown MEMTRACE_
+ * name is fatal before main, with one line naming the variable, the value and what is expected.
+ */
+#ifndef MEMTRACE_PRELOAD_CONFIG_H
+#define MEMTRACE_PRELOAD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MT_PATH_MAX 4096
+
+struct mt_config {
+    char output[MT_PATH_MAX]; /* MEMTRACE_OUTPUT pattern: %p pid, %e executable name, %% */
+    uint32_t max_frames;      /* MEMTRACE_DEPTH: frames kept per stack, 1..256 */
+    uint32_t buffer_bytes;    /* MEMTRACE_BUFFER: per-thread event buffer, 4K..64M */
+};
+
+#define MT_DEFAULT_OUTPUT       "memtrace.%e.%p.mtrace"
+#define MT_DEFAULT_MAX_FRAMES   64
+#define MT_DEFAULT_BUFFER_BYTES (256U << 10)
+
+extern struct mt_config mt_config;
+
+/* Set defaults, then parse every MEMTRACE_* entry of `envp`. On a malformed value writes one
+ * line into err (cap bytes) and returns -1; returns 0 when all values are valid. Pure: no
+ * allocation, no system calls, so unit tests call it directly. */
+int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t cap);
+
+/* Parse the process environment into mt_config; on error print it and exit(MT_EXIT_CONFIG). */
+void mt_config_load(void);
+
+/* Parse a byte size: digits, an optional fraction, an optional unit K, M, G, T (powers of 1024,
+ * optionally followed by "B" or "iB"). Rejects signs, garbage and overflow. 0 on success. */
+int mt_config_parse_size(const char *s, uint64_t *out);
+
+/* Parse a plain decimal in [lo, hi]. 0 on success. */
+int mt_config_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+
+#endif

@@ -1,0 +1,50 @@
+/* Per-thread event buffers. Each thread encodes its events into its own buffer with no lock and
+ * no system call; a full buffer becomes one EVENTS record (one writev). Buffers are flushed when
+ * full, when their thread exits, and by the process-wide paths (exit, exec, fork, fatal): those
+ * also take over ("steal") the unflushed part of other threads' buffers through a lock-free
+ * claim word, so a thread that is still running or about to be killed loses nothing.
+ * Everything here may run inside a hook: no public malloc, no stdio, no blocking lock.
+ */
+#ifndef MEMTRACE_PRELOAD_TBUF_H
+#define MEMTRACE_PRELOAD_TBUF_H
+
+#include <stdint.h>
+
+#define MT_FIELDS_MAX 6 /* non-stack fields of the widest event (MMAP) */
+
+/* Create the thread-exit key. Call once at start-up. */
+void mt_tbuf_init(void);
+
+/* Called (once) when a buffer must be written and no trace file is open yet: before the
+ * constructor ran. Set by init.c; it opens the trace. */
+extern void (*mt_tbuf_open_trace)(void);
+
+/* Record one event of the calling thread. `fields` are the kind's non-stack fields in the order
+ * of docs/trace-format.md §7 (the fd of MMAP already zigzag-encoded). The stack, when the kind
+ * has one, is captured here. `ts` was taken by the caller (before a real free, after a real
+ * allocation). Call with the guard in MT_IN_HOOK state. */
+void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields);
+
+/* Record an event from a nested context (a signal handler interrupting the shim): written at
+ * once as its own chunk, without a stack, never touching the interrupted buffer. */
+void mt_tbuf_nested(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields);
+
+/* Write the calling thread's buffer now. */
+void mt_tbuf_flush_self(void);
+
+/* Write every thread's unflushed events: the caller's own, and the others' by stealing. */
+void mt_tbuf_flush_all(void);
+
+/* From now on every event is written through (process is ending or replacing its image). */
+void mt_tbuf_set_final(int on);
+
+/* Write the END record with the totals. 0 on success. */
+int mt_tbuf_write_end(uint32_t reason, int32_t status);
+
+/* Fork child: drop every buffer inherited from the parent, restart thread serials. */
+void mt_tbuf_fork_child(void);
+
+/* Calls not recorded (output failed); reported in END or in the final message. */
+uint64_t mt_tbuf_dropped(void);
+
+#endif

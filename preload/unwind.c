@@ -1,0 +1,101 @@
+/* libunwind capture. unw_backtrace walks from its caller; everything from the top of the stack
+ * down to the first frame outside libmemtrace.so is ours and is dropped. Return addresses are
+ * kept as libunwind gives them (after the call); the report subtracts one when symbolizing. */
+#include "unwind.h"
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <link.h>
+#include <string.h>
+
+#include "mt.h"
+
+#define MAX_RANGES 8
+#define SLACK      8 /* frames of our own that may sit above the program's frames */
+
+struct range {
+    uintptr_t lo, hi;
+};
+
+static struct range shim_ranges[MAX_RANGES], unw_ranges[MAX_RANGES];
+static int nshim, nunw;
+
+struct find {
+    uintptr_t addr;
+    struct range *out;
+    int *n;
+};
+
+static int find_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct find *f = arg;
+    int hit = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && f->addr >= lo && f->addr < lo + ph->p_memsz)
+            hit = 1;
+    }
+    if (!hit)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum && *f->n < MAX_RANGES; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            f->out[*f->n].lo = info->dlpi_addr + ph->p_vaddr;
+            f->out[*f->n].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+            (*f->n)++;
+        }
+    }
+    return 1;
+}
+
+void mt_unwind_init(void)
+{
+    if (nshim != 0)
+        return;
+    struct find f = { (uintptr_t)&mt_unwind_init, shim_ranges, &nshim };
+    dl_iterate_phdr(find_cb, &f);
+    struct find g = { (uintptr_t)&unw_backtrace, unw_ranges, &nunw };
+    dl_iterate_phdr(find_cb, &g);
+}
+
+static int in(const struct range *r, int n, uintptr_t pc)
+{
+    for (int i = 0; i < n; i++)
+        if (pc >= r[i].lo && pc < r[i].hi)
+            return 1;
+    return 0;
+}
+
+int mt_unwind_is_internal_pc(uintptr_t pc)
+{
+    return in(shim_ranges, nshim, pc) || in(unw_ranges, nunw, pc);
+}
+
+uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
+{
+    void *raw[256 + SLACK + 1];
+    uint32_t want = max + SLACK + 1;
+    if (want > sizeof raw / sizeof raw[0])
+        want = sizeof raw / sizeof raw[0];
+    int got = unw_backtrace(raw, (int)want);
+    if (got < 0)
+        got = 0;
+    int skip = 0;
+    while (skip < got && in(shim_ranges, nshim, (uintptr_t)raw[skip]))
+        skip++;
+    uint32_t n = (uint32_t)(got - skip);
+    *trunc = 0;
+    if (n > max) {
+        n = max;
+        *trunc = 1;
+    } else if ((uint32_t)got == want) {
+        /* filled the whole buffer: more frames may exist beyond it */
+        *trunc = 1;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        frames[i] = (uint64_t)(uintptr_t)raw[skip + i];
+    return n;
+}

@@ -1,0 +1,149 @@
+/* Trace reader: validates and decodes a memtrace trace (docs/trace-format.md) into items, one
+ * record or event at a time, streaming: memory stays bounded by the largest record, never by the
+ * length of the file. Never prints; every error is a negative code plus a message carrying the
+ * byte offset, kept in the reader for the caller to show.
+ */
+#ifndef MEMTRACE_REPORT_READER_H
+#define MEMTRACE_REPORT_READER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "memtrace/format.h"
+
+/* Error codes (negative return values). */
+#define RD_ERR_IO       (-1) /* open/read failed (errno text in the message) */
+#define RD_ERR_FORMAT   (-2) /* not a memtrace trace, or an unsupported major version */
+#define RD_ERR_CORRUPT  (-3) /* a record failed validation (bad magic, size, CRC, event bytes) */
+#define RD_ERR_TRUNC    (-4) /* the file ends inside a record */
+#define RD_ERR_NOMEM    (-5)
+
+/* What reader_next() produced. */
+enum rd_item_type {
+    RD_ITEM_EVENT = 1, /* item.ev: one decoded event (any MTF_EV_* kind, STACK included) */
+    RD_ITEM_PROCESS,   /* item.process */
+    RD_ITEM_MODULE,    /* item.module: one entry of a MODULES record */
+    RD_ITEM_END,       /* item.end: the END record */
+    RD_ITEM_LOSS,      /* item.loss */
+};
+
+struct rd_event {
+    uint8_t kind;           /* MTF_EV_* */
+    uint8_t flags;          /* MTF_EVF_* */
+    uint32_t tid;           /* from the chunk */
+    uint32_t thread_serial; /* from the chunk */
+    uint64_t ts_ns;         /* CLOCK_MONOTONIC */
+    uint64_t addr;          /* ptr / new address (MALLOC..PVALLOC, FREE, MMAP*, MUNMAP, REALLOC*
+                               new, MREMAP new) */
+    uint64_t old_addr;      /* REALLOC*, MREMAP */
+    uint64_t size;          /* requested bytes: size, nmemb*elsize (saturating), mmap/munmap
+                               length, MREMAP new_len */
+    uint64_t nmemb, elsize; /* CALLOC, REALLOCARRAY */
+    uint64_t align;         /* POSIX_MEMALIGN, ALIGNED_ALLOC, MEMALIGN */
+    uint64_t old_len;       /* MREMAP */
+    uint64_t prot, mflags;  /* MMAP*: prot, flags; MREMAP: flags in mflags */
+    int64_t fd;             /* MMAP* */
+    uint64_t offset;        /* MMAP* */
+    uint32_t stack;         /* stack id (0: none); for STACK, the id being defined */
+    uint32_t nframes;       /* STACK */
+    const uint64_t *frames; /* STACK: nframes return addresses, valid until the next call */
+    uint64_t child_pid;     /* FORK */
+    uint64_t chunk_offset;  /* byte offset in the file of the EVENTS record holding this event */
+};
+
+struct rd_module {
+    uint32_t id, action, flags; /* MTF_MOD_*, MTF_MODF_* */
+    uint64_t ts_ns;
+    uint64_t base;
+    const char *path;           /* NUL-terminated copy, valid until the next call */
+    const uint8_t *build_id;
+    uint32_t build_id_len;
+    uint32_t nseg;
+    const struct mtf_segment *segs; /* aligned copy, valid until the next call */
+};
+
+struct rd_process {
+    uint64_t ts_ns;
+    const char *exe;  /* NUL-terminated */
+    const char *argv; /* arguments separated by NUL, argv_len bytes */
+    uint32_t argv_len, argc;
+    const char *cwd;  /* NUL-terminated */
+};
+
+struct rd_item {
+    enum rd_item_type type;
+    union {
+        struct rd_event ev;
+        struct rd_module module;
+        struct rd_process process;
+        struct mtf_end end;
+        struct mtf_loss loss;
+    };
+};
+
+/* Where reading stopped and what could not be used. Filled as reading goes on. */
+struct rd_status {
+    struct mtf_file_header header; /* valid after reader_open() succeeded */
+    uint64_t file_size;            /* bytes, when known (regular file) */
+    uint64_t valid_bytes;          /* bytes up to the end of the last good record */
+    uint64_t records;              /* good records */
+    uint64_t events;               /* decoded events (STACK included) */
+    uint64_t chunks;               /* good EVENTS records */
+    int complete;                  /* an END record was read */
+    int truncated;                 /* the file ended inside a record */
+    uint64_t error_offset;         /* offset of the record that failed, if any */
+    uint64_t lost_bytes;           /* bytes after valid_bytes that could not be used */
+    uint64_t kind_counts[MTF_EV_KIND_COUNT]; /* decoded events per MTF_EV_* kind */
+    uint64_t dropped; /* calls not recorded: END.dropped + every LOSS.count (saturating) */
+};
+
+struct reader;
+
+/* Open `path` ("-" is stdin) and validate its file header. Returns 0 and sets *out, or a
+ * negative RD_ERR_* with *out set to a reader whose reader_error() explains (so the caller can
+ * print it), or NULL for RD_ERR_NOMEM. The caller closes the reader in every case. */
+int reader_open(struct reader **out, const char *path);
+
+/* Decode a trace held in memory (tests, fuzzing). `data` must outlive the reader. */
+int reader_open_mem(struct reader **out, const void *data, size_t size);
+
+/* As reader_open() on an already open stream (a pipe, fmemopen in tests); `name` is shown in
+ * messages. The reader reads `f` from its current position and never closes it. */
+int reader_open_stream(struct reader **out, FILE *f, const char *name);
+
+/* Produce the next item. Returns 1 with *item filled, 0 at a clean end of file, or a negative
+ * RD_ERR_*. After an error the reader is finished: later calls return the same error. Pointers
+ * inside *item are valid until the next call.
+ * A record yields items only once all of it validated: a bad record yields none. Items come in
+ * file order (records in the order written, a chunk's events in its order); merging threads by
+ * time is the caller's business (trace-format.md §10).
+ * End of input: at a record boundary it is a clean end (0) whether or not an END record was
+ * read; status.complete tells which (0: the process was killed or tracing stopped, and events
+ * still buffered in its threads are missing). Inside a record, or in a zero-filled tail where a
+ * record should start (a preallocated file), it is RD_ERR_TRUNC with status.truncated set. Any
+ * byte after the END record is RD_ERR_CORRUPT, as is an END whose event totals differ from what
+ * the chunks held. */
+int reader_next(struct reader *r, struct rd_item *item);
+
+/* The current status; valid at any time. */
+const struct rd_status *reader_status(const struct reader *r);
+
+/* One-line description of the last error, including the byte offset, or "" when none. */
+const char *reader_error(const struct reader *r);
+
+void reader_close(struct reader *r);
+
+/* The name shown in messages: the path, "<stdin>" for "-", "<memory>" for reader_open_mem. */
+const char *reader_name(const struct reader *r);
+
+/* Name of an event kind as the hooked function is called ("malloc", "mmap64", "stack"), or
+ * "unknown". */
+const char *reader_kind_name(unsigned kind);
+
+/* Names of MTF_ORIGIN_* ("start", "fork", "exec"), MTF_END_* ("exit", "exec", "signal") and
+ * MTF_LOSS_* ("writer", "thread"); "unknown" for other values. */
+const char *reader_origin_name(unsigned origin);
+const char *reader_end_reason_name(unsigned reason);
+const char *reader_loss_reason_name(unsigned reason);
+
+#endif
