@@ -21,6 +21,10 @@ void mt_init_early(void);
  * buffer, write END (reason MTF_END_*, status), switch to write-through. Idempotent per reason. */
 void mt_init_finish(uint32_t reason, int32_t status);
 
+/* init.c: an exec failed after mt_init_finish(MTF_END_EXEC): tracing goes on buffered, and the
+ * process's real end will write another END (the last one in the file counts). */
+void mt_init_exec_failed(void);
+
 /* init.c: the exit status the program asked for, when known (exit() or main's return). */
 void mt_init_note_status(int status);
 

@@ -30,7 +30,8 @@ static void *do_mmap(unsigned kind, void *(*real)(void *, size_t, int, int, int,
                      const void *caller)
 {
     int nested_call = mt_guard_active();
-    if (nested_call && !mt_hook_nested_is_program(caller, 1))
+    if ((nested_call && !mt_hook_nested_is_program(caller, 1)) ||
+        mt_unwind_is_tracer_pc((uintptr_t)caller))
         return real(addr, len, prot, flags, fd, off);
     uint32_t saved = mt_tls.in;
     if (!nested_call)
@@ -80,7 +81,9 @@ MT_EXPORT int munmap(void *addr, size_t len)
         return 0;
     }
     int nested_call = mt_guard_active();
-    if (nested_call && !mt_hook_nested_is_program(__builtin_return_address(0), 1))
+    const void *caller = __builtin_return_address(0);
+    if ((nested_call && !mt_hook_nested_is_program(caller, 1)) ||
+        mt_unwind_is_tracer_pc((uintptr_t)caller))
         return mt_real.munmap(addr, len);
     uint64_t ts = mt_clock_ns();
     uint32_t saved = mt_tls.in;
@@ -113,7 +116,9 @@ MT_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
         return (void *)r;
     }
     int nested_call = mt_guard_active();
-    if (nested_call && !mt_hook_nested_is_program(__builtin_return_address(0), 1))
+    const void *caller = __builtin_return_address(0);
+    if ((nested_call && !mt_hook_nested_is_program(caller, 1)) ||
+        mt_unwind_is_tracer_pc((uintptr_t)caller))
         return mt_real.mremap(old, old_len, new_len, flags, want);
     uint64_t t0 = mt_clock_ns();
     uint32_t saved = mt_tls.in;

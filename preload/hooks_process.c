@@ -52,7 +52,7 @@ static void before_exec(void)
 static int after_exec_failed(int rc)
 {
     int err = errno;
-    mt_tbuf_set_final(0);
+    mt_init_exec_failed();
     errno = err;
     return rc;
 }

@@ -157,6 +157,12 @@ void mt_init_finish(uint32_t reason, int32_t status)
     mt_guard_set(saved);
 }
 
+void mt_init_exec_failed(void)
+{
+    mt_tbuf_set_final(0);
+    atomic_store(&finished, 0);
+}
+
 __attribute__((constructor(101))) static void ctor(int argc, char **argv, char **envp)
 {
     (void)envp;

@@ -8,6 +8,7 @@
 
 #include <link.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "mt.h"
 
@@ -18,11 +19,14 @@ struct range {
     uintptr_t lo, hi;
 };
 
-static struct range shim_ranges[MAX_RANGES], unw_ranges[MAX_RANGES];
-static int nshim, nunw;
+/* Code of the shim and libunwind (their frames are dropped from stacks), and of libc and the
+ * loader (which allocate on the shim's behalf while it resolves symbols or registers keys). */
+static struct range shim_ranges[MAX_RANGES], unw_ranges[MAX_RANGES], sys_ranges[MAX_RANGES];
+static int nshim, nunw, nsys;
 
 struct find {
-    uintptr_t addr;
+    uintptr_t addr; /* an address inside the object, or 0 to match by load base */
+    uintptr_t base;
     struct range *out;
     int *n;
 };
@@ -31,8 +35,8 @@ static int find_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     struct find *f = arg;
-    int hit = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
+    int hit = f->addr == 0 && f->base != 0 && info->dlpi_addr == f->base;
+    for (int i = 0; i < info->dlpi_phnum && f->addr != 0; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
         if (ph->p_type == PT_LOAD && f->addr >= lo && f->addr < lo + ph->p_memsz)
@@ -55,10 +59,14 @@ void mt_unwind_init(void)
 {
     if (nshim != 0)
         return;
-    struct find f = { (uintptr_t)&mt_unwind_init, shim_ranges, &nshim };
+    struct find f = { (uintptr_t)&mt_unwind_init, 0, shim_ranges, &nshim };
     dl_iterate_phdr(find_cb, &f);
-    struct find g = { (uintptr_t)&unw_backtrace, unw_ranges, &nunw };
+    struct find g = { (uintptr_t)&unw_backtrace, 0, unw_ranges, &nunw };
     dl_iterate_phdr(find_cb, &g);
+    struct find libc = { (uintptr_t)&dl_iterate_phdr, 0, sys_ranges, &nsys };
+    dl_iterate_phdr(find_cb, &libc);
+    struct find ld = { 0, (uintptr_t)getauxval(AT_BASE), sys_ranges, &nsys };
+    dl_iterate_phdr(find_cb, &ld);
 }
 
 static int in(const struct range *r, int n, uintptr_t pc)
@@ -70,6 +78,11 @@ static int in(const struct range *r, int n, uintptr_t pc)
 }
 
 int mt_unwind_is_internal_pc(uintptr_t pc)
+{
+    return in(shim_ranges, nshim, pc) || in(unw_ranges, nunw, pc) || in(sys_ranges, nsys, pc);
+}
+
+int mt_unwind_is_tracer_pc(uintptr_t pc)
 {
     return in(shim_ranges, nshim, pc) || in(unw_ranges, nunw, pc);
 }

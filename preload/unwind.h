@@ -15,8 +15,14 @@ void mt_unwind_init(void);
  * Sets *trunc when the stack was deeper than `max`. Returns the number of frames. */
 uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc);
 
-/* Whether `pc` lies in the shim's or libunwind's code: a hook called from there is our own
- * nested call, not the program's. */
+/* Whether `pc` lies in the shim's, libunwind's, libc's or the loader's code: a hook called from
+ * there while the shim is active is the shim's own nested call, not the program's (a program's
+ * signal handler calls from its own code). */
 int mt_unwind_is_internal_pc(uintptr_t pc);
+
+/* Whether `pc` lies in the shim's or libunwind's own code. libunwind maps and unmaps its caches
+ * outside our hooks too (its thread-exit destructor unmaps what it mapped while we unwound):
+ * mapping calls from there are never the program's. */
+int mt_unwind_is_tracer_pc(uintptr_t pc);
 
 #endif

@@ -48,6 +48,7 @@ struct rd_event {
     uint32_t nframes;       /* STACK */
     const uint64_t *frames; /* STACK: nframes return addresses, valid until the next call */
     uint64_t child_pid;     /* FORK */
+    uint64_t pre_ns;        /* REALLOC*, MREMAP: the old block was released at ts_ns - pre_ns */
     uint64_t chunk_offset;  /* byte offset in the file of the EVENTS record holding this event */
 };
 

@@ -1,0 +1,1051 @@
+/* Trace reader: validates and decodes a memtrace trace (docs/trace-format.md), one record at a
+ * time, from a stream (file, pipe) or from memory. Never prints and never exits: every failure is
+ * a negative RD_ERR_* plus a message naming the byte offset, kept for the caller.
+ * Invariants: memory is bounded by the largest record (payload <= MTF_RECORD_MAX_SIZE), never by
+ * the file's length; every length, count and varint read from the trace is checked against the
+ * bytes that hold it before use (this file is fuzzed, tests/fuzz/fuzz_reader.c); a record yields
+ * items only after all of it validated, so a bad record contributes nothing.
+ */
+#include "reader.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crc32c.h"
+
+#define STREAM_CHUNK (64U << 10) /* bytes read at a time when skipping or draining */
+
+/* Field accessors over little-endian on-disk bytes; offsets come from the format.h structs so
+ * no offset is ever written as a literal here (STYLE 2.6). */
+#define GET16(p, type, field) le16((p) + offsetof(type, field))
+#define GET32(p, type, field) le32((p) + offsetof(type, field))
+#define GET64(p, type, field) le64((p) + offsetof(type, field))
+
+enum phase {
+    PH_RECORDS, /* between records: the next call reads one */
+    PH_MODULES, /* yielding the entries of a validated MODULES record */
+    PH_EVENTS,  /* yielding the events of a validated EVENTS record */
+    PH_EOF,     /* clean end of file reached */
+};
+
+/* Event decoder state (trace-format.md §7): ts, addr and stack start from the chunk's base_*. */
+struct dec {
+    const uint8_t *p, *end;
+    uint64_t ts, addr, stack;
+    char why[96]; /* what was wrong, when a decode fails */
+};
+
+struct reader {
+    FILE *f;            /* stream source; NULL when reading from memory */
+    int own_f;          /* fclose(f) in reader_close */
+    int regular;        /* f is a regular file: its size can be asked instead of drained */
+    const uint8_t *mem; /* memory source */
+    size_t mem_size, mem_pos;
+    uint64_t off; /* bytes consumed from the source */
+    char *name;   /* path as shown in messages */
+    int strict;   /* version_minor <= ours: no unknown flag or trailing byte is tolerated */
+
+    int err;       /* sticky RD_ERR_*, 0 while healthy */
+    char msg[512]; /* reader_error() text */
+    struct rd_status st;
+
+    uint8_t *buf; /* stream input buffer: holds the current record */
+    size_t buf_cap;
+
+    enum phase phase;
+    uint64_t rec_off;    /* file offset of the record being yielded */
+    const uint8_t *pl;   /* its payload (in buf, or in mem) */
+    uint32_t pl_size;    /* bytes */
+    uint32_t left;       /* entries or events still to yield */
+    size_t pos;          /* MODULES: payload offset of the next entry */
+    uint64_t mod_ts;     /* MODULES: ts_ns of the record */
+    struct dec dec;      /* EVENTS: decoder positioned at the next event */
+    uint32_t tid, serial; /* EVENTS: from the chunk header */
+
+    uint64_t frames[MTF_MAX_FRAMES_LIMIT + 1];
+    char *text; /* NUL-terminated copies of strings handed out in items */
+    size_t text_cap;
+    struct mtf_segment *segs; /* aligned copy of a module's segments */
+    size_t segs_cap;          /* entries */
+};
+
+static uint16_t le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    return le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    uint64_t s;
+    return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
+/* Grow the stream buffer to at least `n` bytes. 0 or RD_ERR_NOMEM (buffer unchanged). */
+static int buf_reserve(struct reader *r, size_t n)
+{
+    if (n <= r->buf_cap)
+        return 0;
+    size_t cap = r->buf_cap ? r->buf_cap : 4096;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *b = realloc(r->buf, cap);
+    if (b == NULL)
+        return RD_ERR_NOMEM;
+    r->buf = b;
+    r->buf_cap = cap;
+    return 0;
+}
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+/* Bytes of input after the last good record, for status.lost_bytes. Reading stopped at r->off;
+ * what follows is counted without keeping it: memory knows its size, a regular file is asked,
+ * a pipe is drained in STREAM_CHUNK pieces. */
+static uint64_t input_end(struct reader *r)
+{
+    if (r->f == NULL)
+        return r->mem_size;
+    struct stat sb;
+    if (r->regular && fstat(fileno(r->f), &sb) == 0 && (uint64_t)sb.st_size >= r->off)
+        return (uint64_t)sb.st_size;
+    uint64_t end = r->off;
+    if (buf_reserve(r, STREAM_CHUNK) == 0) {
+        size_t k;
+        while ((k = fread(r->buf, 1, STREAM_CHUNK, r->f)) > 0)
+            end += k;
+    }
+    return end;
+}
+
+/* Record a failure of the record at `off`: sets the sticky code, the message
+ * "<name>: offset <off>: <what>" and the status. Returns `code`. */
+__attribute__((format(printf, 4, 5))) static int fail(struct reader *r, int code, uint64_t off,
+                                                      const char *fmt, ...)
+{
+    int n = snprintf(r->msg, sizeof(r->msg), "%s: offset %" PRIu64 ": ", r->name, off);
+    if (n < 0 || (size_t)n >= sizeof(r->msg))
+        n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg + n, sizeof(r->msg) - (size_t)n, fmt, ap);
+    va_end(ap);
+    r->err = code;
+    r->st.error_offset = off;
+    if (code == RD_ERR_TRUNC)
+        r->st.truncated = 1;
+    if (code != RD_ERR_IO && code != RD_ERR_NOMEM) {
+        uint64_t end = input_end(r);
+        r->st.lost_bytes = end > r->st.valid_bytes ? end - r->st.valid_bytes : 0;
+        if (end > r->st.file_size)
+            r->st.file_size = end;
+    } else if (r->st.file_size > r->st.valid_bytes) {
+        r->st.lost_bytes = r->st.file_size - r->st.valid_bytes;
+    }
+    return code;
+}
+
+/* A record (or the file header) at `off` needs `need` bytes and only `have` were left. */
+static int fail_trunc(struct reader *r, uint64_t off, const char *what, uint64_t need,
+                      uint64_t have)
+{
+    return fail(r, RD_ERR_TRUNC, off,
+                "file ends inside %s (needs %" PRIu64 " bytes, %" PRIu64 " present): %" PRIu64
+                " bytes lost",
+                what, need, have, have);
+}
+
+/* ---- input ---------------------------------------------------------------------------------- */
+
+/* Take up to `n` bytes at the current position; fewer only at end of input. *p points to them
+ * until the next fetch. The stream buffer grows with the bytes that actually arrive, not with
+ * the size a (possibly corrupt) header claims. Returns 0, RD_ERR_IO (errno set) or
+ * RD_ERR_NOMEM. */
+static int fetch(struct reader *r, size_t n, const uint8_t **p, size_t *got)
+{
+    if (r->f == NULL) {
+        size_t k = r->mem_size - r->mem_pos < n ? r->mem_size - r->mem_pos : n;
+        *p = r->mem + r->mem_pos;
+        *got = k;
+        r->mem_pos += k;
+        r->off += k;
+        return 0;
+    }
+    size_t have = 0;
+    while (have < n) {
+        if (have == r->buf_cap && buf_reserve(r, have < n / 2 ? have * 2 + 1 : n) != 0)
+            return RD_ERR_NOMEM;
+        size_t want = (r->buf_cap < n ? r->buf_cap : n) - have;
+        size_t k = fread(r->buf + have, 1, want, r->f);
+        have += k;
+        if (k < want) {
+            if (ferror(r->f))
+                return RD_ERR_IO;
+            break;
+        }
+    }
+    *p = r->buf;
+    *got = have;
+    r->off += have;
+    return 0;
+}
+
+/* fetch() for callers that can only fail: maps its errors to the reader's message. */
+static int fetch_at(struct reader *r, uint64_t off, size_t n, const uint8_t **p, size_t *got)
+{
+    int rc = fetch(r, n, p, got);
+    if (rc == RD_ERR_IO)
+        return fail(r, rc, off, "read failed: %s", strerror(errno));
+    if (rc == RD_ERR_NOMEM)
+        return fail(r, rc, off, "out of memory reading %zu bytes", n);
+    return 0;
+}
+
+/* ---- file header (trace-format.md §3) --------------------------------------------------------- */
+
+static int read_file_header(struct reader *r)
+{
+    const uint8_t *p;
+    size_t got;
+    if (fetch_at(r, 0, MTF_FILE_HEADER_SIZE, &p, &got) != 0)
+        return r->err;
+    size_t m = got < MTF_MAGIC_SIZE ? got : MTF_MAGIC_SIZE;
+    if (memcmp(p, MTF_MAGIC, m) != 0)
+        return fail(r, RD_ERR_FORMAT, 0, "not a memtrace trace (bad magic)");
+    if (got == 0)
+        return fail(r, RD_ERR_TRUNC, 0, "empty file: the file header was never written");
+    if (got >= offsetof(struct mtf_file_header, version_minor)) {
+        uint16_t major = GET16(p, struct mtf_file_header, version_major);
+        if (major != MTF_VERSION_MAJOR)
+            return fail(r, RD_ERR_FORMAT, offsetof(struct mtf_file_header, version_major),
+                        "unsupported format version %u (this reader reads %u.x)", major,
+                        MTF_VERSION_MAJOR);
+    }
+    if (got < MTF_FILE_HEADER_SIZE)
+        return fail_trunc(r, 0, "the file header", MTF_FILE_HEADER_SIZE, got);
+
+    struct mtf_file_header *h = &r->st.header;
+    memcpy(h->magic, p, MTF_MAGIC_SIZE);
+    h->version_major = GET16(p, struct mtf_file_header, version_major);
+    h->version_minor = GET16(p, struct mtf_file_header, version_minor);
+    h->header_size = GET32(p, struct mtf_file_header, header_size);
+    h->pid = GET32(p, struct mtf_file_header, pid);
+    h->parent_pid = GET32(p, struct mtf_file_header, parent_pid);
+    h->origin = GET32(p, struct mtf_file_header, origin);
+    h->page_size = GET32(p, struct mtf_file_header, page_size);
+    h->start_realtime_ns = GET64(p, struct mtf_file_header, start_realtime_ns);
+    h->start_monotonic_ns = GET64(p, struct mtf_file_header, start_monotonic_ns);
+    h->max_frames = GET32(p, struct mtf_file_header, max_frames);
+    h->pointer_size = GET32(p, struct mtf_file_header, pointer_size);
+    for (size_t i = 0; i < sizeof(h->reserved) / sizeof(h->reserved[0]); i++)
+        h->reserved[i] = le64(p + offsetof(struct mtf_file_header, reserved) + 8 * i);
+    r->strict = h->version_minor <= MTF_VERSION_MINOR;
+
+    if (h->header_size < MTF_FILE_HEADER_SIZE || h->header_size > MTF_RECORD_MAX_SIZE)
+        return fail(r, RD_ERR_CORRUPT, offsetof(struct mtf_file_header, header_size),
+                    "header_size %u out of range (%u..%u)", h->header_size, MTF_FILE_HEADER_SIZE,
+                    MTF_RECORD_MAX_SIZE);
+    if (h->origin > MTF_ORIGIN_EXEC)
+        return fail(r, RD_ERR_CORRUPT, offsetof(struct mtf_file_header, origin),
+                    "unknown origin %u", h->origin);
+    if (h->page_size == 0 || (h->page_size & (h->page_size - 1)) != 0)
+        return fail(r, RD_ERR_CORRUPT, offsetof(struct mtf_file_header, page_size),
+                    "page_size %u is not a power of two", h->page_size);
+    if (h->max_frames > MTF_MAX_FRAMES_LIMIT)
+        return fail(r, RD_ERR_CORRUPT, offsetof(struct mtf_file_header, max_frames),
+                    "max_frames %u exceeds the limit of %u", h->max_frames, MTF_MAX_FRAMES_LIMIT);
+    /* 4 would be a 32-bit writer: addresses still fit the 64-bit fields, so both are readable. */
+    if (h->pointer_size != 8 && h->pointer_size != 4)
+        return fail(r, RD_ERR_CORRUPT, offsetof(struct mtf_file_header, pointer_size),
+                    "pointer_size %u is neither 4 nor 8", h->pointer_size);
+
+    /* A newer minor may have a longer header: skip its tail without holding it. */
+    uint64_t tail = h->header_size - MTF_FILE_HEADER_SIZE;
+    while (tail > 0) {
+        size_t n = tail < STREAM_CHUNK ? (size_t)tail : STREAM_CHUNK;
+        if (fetch_at(r, 0, n, &p, &got) != 0)
+            return r->err;
+        if (got < n)
+            return fail_trunc(r, 0, "the file header", h->header_size, r->off);
+        tail -= n;
+    }
+    r->st.valid_bytes = h->header_size;
+    return 0;
+}
+
+/* ---- opening and closing -------------------------------------------------------------------- */
+
+static struct reader *reader_new(const char *name)
+{
+    struct reader *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->name = strdup(name);
+    if (r->name == NULL) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int open_stream(struct reader **out, FILE *f, int own_f, const char *name)
+{
+    struct reader *r = reader_new(name);
+    *out = r;
+    if (r == NULL) {
+        if (own_f)
+            fclose(f);
+        return RD_ERR_NOMEM;
+    }
+    r->f = f;
+    r->own_f = own_f;
+    struct stat sb;
+    int fd = fileno(f);
+    if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        r->regular = 1;
+        r->st.file_size = (uint64_t)sb.st_size;
+    }
+    return read_file_header(r);
+}
+
+int reader_open(struct reader **out, const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return open_stream(out, stdin, 0, "<stdin>");
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        int saved = errno;
+        struct reader *r = reader_new(path);
+        *out = r;
+        if (r == NULL)
+            return RD_ERR_NOMEM;
+        snprintf(r->msg, sizeof(r->msg), "%s: %s", path, strerror(saved));
+        r->err = RD_ERR_IO;
+        return RD_ERR_IO;
+    }
+    return open_stream(out, f, 1, path);
+}
+
+int reader_open_stream(struct reader **out, FILE *f, const char *name)
+{
+    return open_stream(out, f, 0, name);
+}
+
+int reader_open_mem(struct reader **out, const void *data, size_t size)
+{
+    struct reader *r = reader_new("<memory>");
+    *out = r;
+    if (r == NULL)
+        return RD_ERR_NOMEM;
+    r->mem = data;
+    r->mem_size = size;
+    r->st.file_size = size;
+    return read_file_header(r);
+}
+
+void reader_close(struct reader *r)
+{
+    if (r == NULL)
+        return;
+    if (r->own_f)
+        fclose(r->f); /* read-only: a failing close loses nothing */
+    free(r->buf);
+    free(r->text);
+    free(r->segs);
+    free(r->name);
+    free(r);
+}
+
+const struct rd_status *reader_status(const struct reader *r)
+{
+    return &r->st;
+}
+
+const char *reader_error(const struct reader *r)
+{
+    return r->err ? r->msg : "";
+}
+
+const char *reader_name(const struct reader *r)
+{
+    return r->name;
+}
+
+/* ---- event decoding (trace-format.md §7) ------------------------------------------------------ */
+
+__attribute__((format(printf, 2, 3))) static int bad(struct dec *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->why, sizeof(d->why), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Unsigned LEB128, at most MTF_VARINT_MAX_BYTES bytes, all of them inside the chunk. */
+static int varint(struct dec *d, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned i = 0; i < MTF_VARINT_MAX_BYTES; i++) {
+        if (d->p == d->end)
+            return bad(d, "varint runs past the end of the events");
+        uint8_t b = *d->p++;
+        /* The 10th byte carries bit 63 only: anything more would overflow 64 bits. */
+        if (i == MTF_VARINT_MAX_BYTES - 1 && b > 1)
+            return bad(d, "varint longer than 64 bits");
+        x |= (uint64_t)(b & 0x7f) << (7 * i);
+        if ((b & 0x80) == 0)
+            break;
+    }
+    *v = x;
+    return 0;
+}
+
+static uint64_t unzigzag(uint64_t z)
+{
+    return (z >> 1) ^ (0 - (z & 1));
+}
+
+/* An `A` field: zigzag delta added (modulo 2^64) to the address state. */
+static int addr_field(struct dec *d, uint64_t *v)
+{
+    uint64_t z;
+    if (varint(d, &z) != 0)
+        return -1;
+    d->addr += unzigzag(z);
+    *v = d->addr;
+    return 0;
+}
+
+/* An `S` field: zigzag delta added to the stack state; the result is a 32-bit stack id. */
+static int stack_field(struct dec *d, uint32_t *v)
+{
+    uint64_t z;
+    if (varint(d, &z) != 0)
+        return -1;
+    d->stack += unzigzag(z);
+    if (d->stack > UINT32_MAX)
+        return bad(d, "stack id %" PRIu64 " out of range", d->stack);
+    *v = (uint32_t)d->stack;
+    return 0;
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t m;
+    return __builtin_mul_overflow(a, b, &m) ? UINT64_MAX : m;
+}
+
+/* Decode one event into *ev (cleared first; tid and chunk fields are the caller's). STACK frames
+ * go to `frames`, which holds MTF_MAX_FRAMES_LIMIT + 1 entries. 0, or -1 with d->why set. */
+static int decode_event(struct dec *d, struct rd_event *ev, uint64_t *frames)
+{
+    memset(ev, 0, sizeof(*ev));
+    if (d->p == d->end)
+        return bad(d, "event runs past the end of the events");
+    uint8_t tag = *d->p++;
+    unsigned kind = tag & MTF_EV_KIND_MASK;
+    unsigned flags = tag & ~MTF_EV_KIND_MASK;
+    if (kind == 0 || kind >= MTF_EV_KIND_COUNT)
+        return bad(d, "unknown event kind %u", kind);
+    if ((flags & MTF_EVF_TRUNC) && kind != MTF_EV_STACK)
+        return bad(d, "TRUNC flag on a %s event", reader_kind_name(kind));
+    if (kind == MTF_EV_STACK && (flags & (MTF_EVF_FAILED | MTF_EVF_NESTED)))
+        return bad(d, "call flags 0x%x on a stack definition", flags);
+    ev->kind = (uint8_t)kind;
+    ev->flags = (uint8_t)flags;
+
+    uint64_t dt, z = 0;
+    if (varint(d, &dt) != 0)
+        return -1;
+    d->ts += dt;
+    ev->ts_ns = d->ts;
+
+    int rc = 0;
+    switch (kind) {
+    case MTF_EV_MALLOC:
+    case MTF_EV_VALLOC:
+    case MTF_EV_PVALLOC:
+        rc = addr_field(d, &ev->addr) || varint(d, &ev->size) || stack_field(d, &ev->stack);
+        break;
+    case MTF_EV_CALLOC:
+        rc = addr_field(d, &ev->addr) || varint(d, &ev->nmemb) || varint(d, &ev->elsize) ||
+             stack_field(d, &ev->stack);
+        ev->size = mul_sat(ev->nmemb, ev->elsize);
+        break;
+    case MTF_EV_REALLOC:
+        rc = addr_field(d, &ev->old_addr) || addr_field(d, &ev->addr) || varint(d, &ev->size) ||
+             stack_field(d, &ev->stack) || varint(d, &ev->pre_ns);
+        break;
+    case MTF_EV_REALLOCARRAY:
+        rc = addr_field(d, &ev->old_addr) || addr_field(d, &ev->addr) ||
+             varint(d, &ev->nmemb) || varint(d, &ev->elsize) || stack_field(d, &ev->stack) ||
+             varint(d, &ev->pre_ns);
+        ev->size = mul_sat(ev->nmemb, ev->elsize);
+        break;
+    case MTF_EV_FREE:
+        rc = addr_field(d, &ev->addr);
+        break;
+    case MTF_EV_POSIX_MEMALIGN:
+    case MTF_EV_ALIGNED_ALLOC:
+    case MTF_EV_MEMALIGN:
+        rc = addr_field(d, &ev->addr) || varint(d, &ev->align) || varint(d, &ev->size) ||
+             stack_field(d, &ev->stack);
+        break;
+    case MTF_EV_MMAP:
+    case MTF_EV_MMAP64:
+        rc = addr_field(d, &ev->addr) || varint(d, &ev->size) || varint(d, &ev->prot) ||
+             varint(d, &ev->mflags) || varint(d, &z) || varint(d, &ev->offset) ||
+             stack_field(d, &ev->stack);
+        ev->fd = (int64_t)unzigzag(z);
+        break;
+    case MTF_EV_MUNMAP:
+        rc = addr_field(d, &ev->addr) || varint(d, &ev->size);
+        break;
+    case MTF_EV_MREMAP:
+        rc = addr_field(d, &ev->old_addr) || varint(d, &ev->old_len) || varint(d, &ev->size) ||
+             varint(d, &ev->mflags) || addr_field(d, &ev->addr) || stack_field(d, &ev->stack) ||
+             varint(d, &ev->pre_ns);
+        break;
+    case MTF_EV_STACK: {
+        uint64_t id, n, frame = 0;
+        if (varint(d, &id) != 0 || varint(d, &n) != 0)
+            return -1;
+        if (id == 0 || id > UINT32_MAX)
+            return bad(d, "stack id %" PRIu64 " out of range (1..%u)", id, UINT32_MAX);
+        if (n > MTF_MAX_FRAMES_LIMIT + 1)
+            return bad(d, "stack %" PRIu64 " has %" PRIu64 " frames (limit %u)", id, n,
+                       MTF_MAX_FRAMES_LIMIT + 1);
+        for (uint64_t i = 0; i < n; i++) {
+            if (varint(d, &z) != 0)
+                return -1;
+            frame += unzigzag(z);
+            frames[i] = frame;
+        }
+        ev->stack = (uint32_t)id;
+        ev->nframes = (uint32_t)n;
+        ev->frames = frames;
+        break;
+    }
+    case MTF_EV_FORK:
+        rc = varint(d, &ev->child_pid);
+        break;
+    case MTF_EV_EXEC:
+        break;
+    }
+    return rc ? -1 : 0;
+}
+
+/* ---- records ---------------------------------------------------------------------------------- */
+
+/* The strict rule for 1.0 payloads: nothing may follow the last known field. Newer minors may
+ * append, so their extra bytes are skipped. */
+static int check_tail(struct reader *r, uint64_t used, const char *what)
+{
+    if (r->strict && used != r->pl_size)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "%s record: %" PRIu64 " bytes after its last field (payload %u bytes)", what,
+                    r->pl_size - used, r->pl_size);
+    return 0;
+}
+
+/* Copy `n` bytes to r->text at `at` followed by a NUL; returns the copy or NULL (out of memory,
+ * reported). */
+static char *text_put(struct reader *r, size_t at, const uint8_t *s, size_t n)
+{
+    if (at + n + 1 > r->text_cap) {
+        size_t cap = r->text_cap ? r->text_cap : 256;
+        while (cap < at + n + 1)
+            cap *= 2;
+        char *t = realloc(r->text, cap);
+        if (t == NULL) {
+            fail(r, RD_ERR_NOMEM, r->rec_off, "out of memory copying %zu bytes", n);
+            return NULL;
+        }
+        r->text = t;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + at, s, n);
+    r->text[at + n] = '\0';
+    return r->text + at;
+}
+
+static int do_process(struct reader *r, struct rd_item *item)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_PROCESS_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "PROCESS record too short (%u bytes, needs %u)",
+                    r->pl_size, MTF_PROCESS_SIZE);
+    uint32_t exe_len = GET32(p, struct mtf_process, exe_len);
+    uint32_t argv_len = GET32(p, struct mtf_process, argv_len);
+    uint32_t cwd_len = GET32(p, struct mtf_process, cwd_len);
+    uint32_t argc = GET32(p, struct mtf_process, argc);
+    uint64_t used = (uint64_t)MTF_PROCESS_SIZE + exe_len + argv_len + cwd_len;
+    if (used > r->pl_size)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "PROCESS record: strings of %" PRIu64 " bytes exceed the %u-byte payload",
+                    used - MTF_PROCESS_SIZE, r->pl_size);
+    if (check_tail(r, used, "PROCESS") != 0)
+        return r->err;
+    const uint8_t *exe = p + MTF_PROCESS_SIZE, *argv = exe + exe_len, *cwd = argv + argv_len;
+    if (memchr(exe, 0, exe_len) != NULL || memchr(cwd, 0, cwd_len) != NULL)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "PROCESS record: NUL inside a path");
+    uint64_t nuls = 0;
+    for (uint32_t i = 0; i < argv_len; i++)
+        nuls += argv[i] == 0;
+    if (nuls != argc || (argv_len > 0 && argv[argv_len - 1] != 0))
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "PROCESS record: argc is %u but the command line holds %" PRIu64
+                    " NUL-terminated arguments%s",
+                    argc, nuls, argv_len > 0 && argv[argv_len - 1] != 0 ? " and a tail" : "");
+
+    /* One text buffer holds exe, argv and cwd, each followed by a NUL. */
+    size_t at_argv = (size_t)exe_len + 1, at_cwd = at_argv + argv_len + 1;
+    if (text_put(r, at_cwd, cwd, cwd_len) == NULL || text_put(r, at_argv, argv, argv_len) == NULL ||
+        text_put(r, 0, exe, exe_len) == NULL)
+        return r->err;
+    item->type = RD_ITEM_PROCESS;
+    item->process.ts_ns = GET64(p, struct mtf_process, ts_ns);
+    item->process.exe = r->text;
+    item->process.argv = r->text + at_argv;
+    item->process.argv_len = argv_len;
+    item->process.argc = argc;
+    item->process.cwd = r->text + at_cwd;
+    return 1;
+}
+
+/* Validate every entry of a MODULES record before the first is handed out. */
+static int do_modules(struct reader *r)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_MODULES_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "MODULES record too short (%u bytes, needs %u)",
+                    r->pl_size, MTF_MODULES_SIZE);
+    uint32_t count = GET32(p, struct mtf_modules, count);
+    uint64_t pos = MTF_MODULES_SIZE;
+    for (uint32_t i = 0; i < count; i++) {
+        if (r->pl_size - pos < MTF_MODULE_SIZE)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "MODULES record: entry %u of %u runs past the %u-byte payload", i + 1,
+                        count, r->pl_size);
+        const uint8_t *e = p + pos;
+        uint32_t id = GET32(e, struct mtf_module, id);
+        uint16_t action = GET16(e, struct mtf_module, action);
+        uint16_t flags = GET16(e, struct mtf_module, flags);
+        uint32_t path_len = GET32(e, struct mtf_module, path_len);
+        uint16_t bid_len = GET16(e, struct mtf_module, build_id_len);
+        uint16_t nseg = GET16(e, struct mtf_module, nseg);
+        uint64_t var = (uint64_t)path_len + bid_len + (uint64_t)nseg * MTF_SEGMENT_SIZE;
+        if (var > r->pl_size - pos - MTF_MODULE_SIZE)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "MODULES record: entry %u of %u (id %u) runs past the %u-byte payload",
+                        i + 1, count, id, r->pl_size);
+        if (id == 0)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off, "MODULES record: entry %u has id 0",
+                        i + 1);
+        if (action != MTF_MOD_LOAD && action != MTF_MOD_UNLOAD)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "MODULES record: module %u has unknown action %u", id, action);
+        if (action == MTF_MOD_UNLOAD && var != 0)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "MODULES record: unload of module %u carries %" PRIu64 " bytes", id, var);
+        if (r->strict && (flags & ~(unsigned)(MTF_MODF_MAIN | MTF_MODF_SHIM | MTF_MODF_VDSO)))
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "MODULES record: module %u has unknown flags 0x%x", id, flags);
+        if (memchr(e + MTF_MODULE_SIZE, 0, path_len) != NULL)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off, "MODULES record: NUL inside the path of "
+                        "module %u", id);
+        pos += MTF_MODULE_SIZE + var;
+    }
+    if (check_tail(r, pos, "MODULES") != 0)
+        return r->err;
+    r->left = count;
+    r->pos = MTF_MODULES_SIZE;
+    r->mod_ts = GET64(p, struct mtf_modules, ts_ns);
+    r->phase = PH_MODULES;
+    return 0;
+}
+
+static int next_module(struct reader *r, struct rd_item *item)
+{
+    const uint8_t *e = r->pl + r->pos;
+    struct rd_module *m = &item->module;
+    uint32_t path_len = GET32(e, struct mtf_module, path_len);
+    uint16_t nseg = GET16(e, struct mtf_module, nseg);
+    item->type = RD_ITEM_MODULE;
+    m->id = GET32(e, struct mtf_module, id);
+    m->action = GET16(e, struct mtf_module, action);
+    m->flags = GET16(e, struct mtf_module, flags);
+    m->ts_ns = r->mod_ts;
+    m->base = GET64(e, struct mtf_module, base);
+    m->build_id_len = GET16(e, struct mtf_module, build_id_len);
+    m->build_id = e + MTF_MODULE_SIZE + path_len;
+    m->nseg = nseg;
+    m->path = text_put(r, 0, e + MTF_MODULE_SIZE, path_len);
+    if (m->path == NULL)
+        return r->err;
+    if (nseg > r->segs_cap) {
+        struct mtf_segment *s = realloc(r->segs, nseg * sizeof(*s));
+        if (s == NULL)
+            return fail(r, RD_ERR_NOMEM, r->rec_off, "out of memory for %u segments", nseg);
+        r->segs = s;
+        r->segs_cap = nseg;
+    }
+    const uint8_t *sp = m->build_id + m->build_id_len;
+    for (uint16_t i = 0; i < nseg; i++, sp += MTF_SEGMENT_SIZE) {
+        r->segs[i].vaddr = GET64(sp, struct mtf_segment, vaddr);
+        r->segs[i].memsz = GET64(sp, struct mtf_segment, memsz);
+        r->segs[i].pflags = GET32(sp, struct mtf_segment, pflags);
+        r->segs[i].reserved = GET32(sp, struct mtf_segment, reserved);
+    }
+    m->segs = r->segs;
+    r->pos = (size_t)(sp - r->pl);
+    r->left--;
+    return 1;
+}
+
+/* Decode a whole chunk once to validate it (event bounds, kinds, counts, first/last times), then
+ * rewind the decoder so the events can be handed out one at a time. */
+static int do_events(struct reader *r)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_CHUNK_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record too short (%u bytes, needs %u)",
+                    r->pl_size, MTF_CHUNK_SIZE);
+    uint32_t serial = GET32(p, struct mtf_chunk, thread_serial);
+    uint32_t nevents = GET32(p, struct mtf_chunk, nevents);
+    uint32_t flags = GET32(p, struct mtf_chunk, flags);
+    uint32_t events_size = GET32(p, struct mtf_chunk, events_size);
+    uint64_t first_ts = GET64(p, struct mtf_chunk, first_ts_ns);
+    uint64_t last_ts = GET64(p, struct mtf_chunk, last_ts_ns);
+    uint32_t room = r->pl_size - MTF_CHUNK_SIZE;
+    if (events_size > room)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "EVENTS record: events_size %u exceeds the %u bytes after the chunk header",
+                    events_size, room);
+    if (check_tail(r, (uint64_t)MTF_CHUNK_SIZE + events_size, "EVENTS") != 0)
+        return r->err;
+    if (serial == 0)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: thread_serial is 0");
+    const uint32_t known = MTF_CHUNKF_THREAD_END | MTF_CHUNKF_STOLEN | MTF_CHUNKF_WRITETHROUGH |
+                           MTF_CHUNKF_PREINIT;
+    if (r->strict && (flags & ~known))
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: unknown chunk flags 0x%x",
+                    flags);
+
+    struct dec start = { .p = p + MTF_CHUNK_SIZE,
+                         .end = p + MTF_CHUNK_SIZE + events_size,
+                         .ts = GET64(p, struct mtf_chunk, base_ts_ns),
+                         .addr = GET64(p, struct mtf_chunk, base_addr),
+                         .stack = GET32(p, struct mtf_chunk, base_stack) };
+    struct dec d = start;
+    struct rd_event ev;
+    for (uint32_t i = 0; i < nevents; i++) {
+        const uint8_t *at = d.p;
+        if (decode_event(&d, &ev, r->frames) != 0)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "EVENTS record (tid %u): event %u of %u at offset %" PRIu64 ": %s",
+                        GET32(p, struct mtf_chunk, tid), i + 1, nevents,
+                        r->rec_off + MTF_RECORD_HEADER_SIZE + (uint64_t)(at - p), d.why);
+        if (i == 0 && ev.ts_ns != first_ts)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "EVENTS record: first event at %" PRIu64 " ns, header says %" PRIu64,
+                        ev.ts_ns, first_ts);
+    }
+    if (d.p != d.end)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "EVENTS record: %zu bytes left after its %u events (events_size %u)",
+                    (size_t)(d.end - d.p), nevents, events_size);
+    if (nevents > 0 && d.ts != last_ts)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "EVENTS record: last event at %" PRIu64 " ns, header says %" PRIu64, d.ts,
+                    last_ts);
+    r->dec = start;
+    r->tid = GET32(p, struct mtf_chunk, tid);
+    r->serial = serial;
+    r->left = nevents;
+    r->phase = PH_EVENTS;
+    r->st.chunks++;
+    return 0;
+}
+
+static int next_event(struct reader *r, struct rd_item *item)
+{
+    struct rd_event *ev = &item->ev;
+    item->type = RD_ITEM_EVENT;
+    if (decode_event(&r->dec, ev, r->frames) != 0) /* validated: cannot happen */
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: %s", r->dec.why);
+    ev->tid = r->tid;
+    ev->thread_serial = r->serial;
+    ev->chunk_offset = r->rec_off;
+    r->st.events++;
+    r->st.kind_counts[ev->kind]++;
+    r->left--;
+    return 1;
+}
+
+/* The END record closes the trace; its totals must match what the chunks held, or the trace is
+ * not what it claims to be (a chunk went missing, or the writer miscounted). */
+static int do_end(struct reader *r, struct rd_item *item)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_END_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "END record too short (%u bytes, needs %u)",
+                    r->pl_size, MTF_END_SIZE);
+    if (check_tail(r, MTF_END_SIZE, "END") != 0)
+        return r->err;
+    struct mtf_end *e = &item->end;
+    e->ts_ns = GET64(p, struct mtf_end, ts_ns);
+    e->reason = GET32(p, struct mtf_end, reason);
+    e->status = (int32_t)GET32(p, struct mtf_end, status);
+    e->threads = GET64(p, struct mtf_end, threads);
+    e->events = GET64(p, struct mtf_end, events);
+    e->dropped = GET64(p, struct mtf_end, dropped);
+    e->unknown_frees = GET64(p, struct mtf_end, unknown_frees);
+    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
+        e->counts[k] = le64(p + offsetof(struct mtf_end, counts) + 8 * k);
+    if (e->reason < MTF_END_EXIT || e->reason > MTF_END_SIGNAL)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "END record: unknown reason %u", e->reason);
+    if (e->events != r->st.events)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "END record counts %" PRIu64 " events but the chunks held %" PRIu64,
+                    e->events, r->st.events);
+    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
+        if (e->counts[k] != r->st.kind_counts[k])
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "END record counts %" PRIu64 " %s events but the chunks held %" PRIu64,
+                        e->counts[k], reader_kind_name(k), r->st.kind_counts[k]);
+    item->type = RD_ITEM_END;
+    r->st.complete = 1;
+    r->st.dropped = sat_add(r->st.dropped, e->dropped);
+    return 1;
+}
+
+static int do_loss(struct reader *r, struct rd_item *item)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_LOSS_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "LOSS record too short (%u bytes, needs %u)",
+                    r->pl_size, MTF_LOSS_SIZE);
+    if (check_tail(r, MTF_LOSS_SIZE, "LOSS") != 0)
+        return r->err;
+    struct mtf_loss *l = &item->loss;
+    l->ts_ns = GET64(p, struct mtf_loss, ts_ns);
+    l->reason = GET32(p, struct mtf_loss, reason);
+    l->tid = GET32(p, struct mtf_loss, tid);
+    l->count = GET64(p, struct mtf_loss, count);
+    if (l->reason != MTF_LOSS_WRITER && l->reason != MTF_LOSS_THREAD)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "LOSS record: unknown reason %u", l->reason);
+    item->type = RD_ITEM_LOSS;
+    r->st.dropped = sat_add(r->st.dropped, l->count);
+    return 1;
+}
+
+/* A record header of zeros where one should start: the writer preallocated or mapped the file
+ * and stopped (trace-format.md §11 treats this like a cut). If the rest of the input is zeros
+ * too, it is a truncation; otherwise the file is corrupt at `off`. */
+static int zero_tail(struct reader *r, uint64_t off, const uint8_t *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h[i] != 0)
+            return 0;
+    for (;;) {
+        const uint8_t *p;
+        size_t got;
+        if (fetch_at(r, off, STREAM_CHUNK, &p, &got) != 0)
+            return r->err;
+        for (size_t i = 0; i < got; i++)
+            if (p[i] != 0)
+                return 0;
+        if (got < STREAM_CHUNK)
+            break;
+    }
+    return fail(r, RD_ERR_TRUNC, off,
+                "file ends in %" PRIu64 " zero bytes where a record should start: %" PRIu64
+                " bytes lost",
+                r->off - off, r->off - off);
+}
+
+/* Read, check and dispatch one record. Returns 1 with *item filled, 0 at a clean end of file,
+ * 2 when the record produced no item yet (MODULES, EVENTS, unknown type), or RD_ERR_*. */
+static int next_record(struct reader *r, struct rd_item *item)
+{
+    uint64_t off = r->off;
+    const uint8_t *h;
+    size_t got;
+    if (fetch_at(r, off, MTF_RECORD_HEADER_SIZE, &h, &got) != 0)
+        return r->err;
+    if (got == 0) {
+        r->phase = PH_EOF;
+        if (r->off > r->st.file_size)
+            r->st.file_size = r->off;
+        return 0;
+    }
+    if (r->st.complete)
+        return fail(r, RD_ERR_CORRUPT, off, "data after the END record");
+    if (got < MTF_RECORD_HEADER_SIZE) {
+        int rc = zero_tail(r, off, h, got);
+        return rc ? rc : fail_trunc(r, off, "a record header", MTF_RECORD_HEADER_SIZE, got);
+    }
+    uint32_t magic = GET32(h, struct mtf_record_header, magic);
+    uint16_t type = GET16(h, struct mtf_record_header, type);
+    uint16_t flags = GET16(h, struct mtf_record_header, flags);
+    uint32_t size = GET32(h, struct mtf_record_header, payload_size);
+    uint32_t crc = GET32(h, struct mtf_record_header, crc32c);
+    if (magic != MTF_RECORD_MAGIC) {
+        int rc = zero_tail(r, off, h, got);
+        return rc ? rc : fail(r, RD_ERR_CORRUPT, off, "bad record magic 0x%08x", magic);
+    }
+    if (size > MTF_RECORD_MAX_SIZE)
+        return fail(r, RD_ERR_CORRUPT, off,
+                    "record payload of %u bytes exceeds the %u-byte limit (type %u)", size,
+                    MTF_RECORD_MAX_SIZE, type);
+    /* The stream buffer is about to be refilled with the payload: checksum the header first. */
+    uint32_t c = mt_crc32c(0, h, MTF_RECORD_CRC_SPAN);
+    const uint8_t *p;
+    if (fetch_at(r, off, size, &p, &got) != 0)
+        return r->err;
+    if (got < size)
+        return fail_trunc(r, off, "a record", (uint64_t)MTF_RECORD_HEADER_SIZE + size,
+                          MTF_RECORD_HEADER_SIZE + (uint64_t)got);
+    if (mt_crc32c(c, p, size) != crc)
+        return fail(r, RD_ERR_CORRUPT, off, "record crc mismatch (type %u, %u bytes)", type,
+                    size);
+    if (r->strict && flags != MTF_RECF_NONE)
+        return fail(r, RD_ERR_CORRUPT, off, "record flags 0x%x (none are defined in %u.%u)",
+                    flags, MTF_VERSION_MAJOR, MTF_VERSION_MINOR);
+
+    r->rec_off = off;
+    r->pl = p;
+    r->pl_size = size;
+    int rc;
+    switch (type) {
+    case MTF_REC_PROCESS:
+        rc = do_process(r, item);
+        break;
+    case MTF_REC_MODULES:
+        rc = do_modules(r);
+        break;
+    case MTF_REC_EVENTS:
+        rc = do_events(r);
+        break;
+    case MTF_REC_END:
+        rc = do_end(r, item);
+        break;
+    case MTF_REC_LOSS:
+        rc = do_loss(r, item);
+        break;
+    default: /* a type from a newer writer: skipped by its length (trace-format.md §4) */
+        rc = 0;
+        break;
+    }
+    if (rc < 0)
+        return rc;
+    r->st.records++;
+    r->st.valid_bytes = r->off;
+    return rc == 1 ? 1 : 2;
+}
+
+int reader_next(struct reader *r, struct rd_item *item)
+{
+    for (;;) {
+        if (r->err)
+            return r->err;
+        switch (r->phase) {
+        case PH_MODULES:
+            if (r->left > 0)
+                return next_module(r, item);
+            r->phase = PH_RECORDS;
+            break;
+        case PH_EVENTS:
+            if (r->left > 0)
+                return next_event(r, item);
+            r->phase = PH_RECORDS;
+            break;
+        case PH_EOF:
+            return 0;
+        case PH_RECORDS: {
+            int rc = next_record(r, item);
+            if (rc != 2)
+                return rc;
+            break;
+        }
+        }
+    }
+}
+
+/* ---- names ------------------------------------------------------------------------------------ */
+
+const char *reader_kind_name(unsigned kind)
+{
+    static const char *const names[MTF_EV_KIND_COUNT] = {
+        [MTF_EV_MALLOC] = "malloc",
+        [MTF_EV_CALLOC] = "calloc",
+        [MTF_EV_REALLOC] = "realloc",
+        [MTF_EV_REALLOCARRAY] = "reallocarray",
+        [MTF_EV_FREE] = "free",
+        [MTF_EV_POSIX_MEMALIGN] = "posix_memalign",
+        [MTF_EV_ALIGNED_ALLOC] = "aligned_alloc",
+        [MTF_EV_MEMALIGN] = "memalign",
+        [MTF_EV_VALLOC] = "valloc",
+        [MTF_EV_PVALLOC] = "pvalloc",
+        [MTF_EV_MMAP] = "mmap",
+        [MTF_EV_MMAP64] = "mmap64",
+        [MTF_EV_MUNMAP] = "munmap",
+        [MTF_EV_MREMAP] = "mremap",
+        [MTF_EV_STACK] = "stack",
+        [MTF_EV_FORK] = "fork",
+        [MTF_EV_EXEC] = "exec",
+    };
+    return kind < MTF_EV_KIND_COUNT && names[kind] ? names[kind] : "unknown";
+}
+
+const char *reader_origin_name(unsigned origin)
+{
+    switch (origin) {
+    case MTF_ORIGIN_START:
+        return "start";
+    case MTF_ORIGIN_FORK:
+        return "fork";
+    case MTF_ORIGIN_EXEC:
+        return "exec";
+    }
+    return "unknown";
+}
+
+const char *reader_end_reason_name(unsigned reason)
+{
+    switch (reason) {
+    case MTF_END_EXIT:
+        return "exit";
+    case MTF_END_EXEC:
+        return "exec";
+    case MTF_END_SIGNAL:
+        return "signal";
+    }
+    return "unknown";
+}
+
+const char *reader_loss_reason_name(unsigned reason)
+{
+    switch (reason) {
+    case MTF_LOSS_WRITER:
+        return "writer";
+    case MTF_LOSS_THREAD:
+        return "thread";
+    }
+    return "unknown";
+}
