@@ -766,3 +766,233 @@ Test(robustness, full_disk_leaves_the_program_unaffected_and_the_trace_incomplet
     h_run_free(&plain);
     h_run_free(&r);
 }
+
+/* ---- the program takes our descriptor ------------------------------------------------------ */
+
+/* robust_closefds closes every descriptor from 3 up, opens its own file and writes 2000 lines
+ * while allocating (4 KiB buffers flush many times meanwhile); "occupy" also puts that file on
+ * every descriptor from 900 up, where the trace's descriptor was. */
+static void check_user_file_intact(const char *mode)
+{
+    char user[8192];
+    snprintf(user, sizeof user, "%s/user-%s.txt", h_tmpdir(), mode);
+    char *argv[] = { (char *)prog("progs/robust_closefds"), (char *)mode, user, NULL };
+    char *env[] = { "MEMTRACE_BUFFER=4K", NULL };
+    struct h_run r = h_run(argv, env, 1, "fds.%p.mtrace", 60);
+    cr_assert(r.exited && r.status == 0, "%s: status %d, stderr: %s", mode, r.status, r.err);
+    cr_assert_str_eq(r.out, "done\n");
+
+    char expect[65536];
+    size_t n = 0;
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)snprintf(expect + n, sizeof expect - n, "line %d\n", i);
+    size_t len;
+    char *got = h_read_file(user, &len);
+    cr_assert_not_null(got, "%s missing", user);
+    size_t first = 0;
+    while (first < len && first < n && got[first] == expect[first])
+        first++;
+    cr_assert(len == n && first == n,
+              "%s: the program's file holds %zu bytes, it wrote %zu; first difference at byte "
+              "%zu",
+              mode, len, n, first);
+    free(got);
+
+    /* tracing stopped with a message naming the trace and the descriptor */
+    cr_assert(count_lines(r.err) >= 1, "%s: tracing must stop with a message", mode);
+    cr_assert_eq(count_prefixed_lines(r.err, "memtrace: "), count_lines(r.err),
+                 "%s: only memtrace lines expected on stderr:\n%s", mode, r.err);
+    cr_assert(strstr(r.err, "descriptor") != NULL && strstr(r.err, "fds.") != NULL,
+              "%s: the message should name the descriptor and the trace:\n%s", mode, r.err);
+    char *paths[4];
+    size_t k = h_traces("fds.", paths, 4);
+    cr_assert_eq(k, 1, "%zu traces", k);
+    struct h_trace t;
+    h_load(paths[0], &t);
+    cr_assert_eq(t.rc, 0, "%s: the trace must read cleanly up to where it stopped: %s", mode,
+                 t.error);
+    cr_assert_eq(t.status.complete, 0, "%s: a trace that stopped early must not claim an END",
+                 mode);
+    cr_assert(t.nevents > 0, "%s: the events from before the close are in the trace", mode);
+    h_trace_free(&t);
+    h_free_paths(paths, k);
+    h_run_free(&r);
+}
+
+Test(robustness, program_closing_all_fds_then_opening_a_file_gets_no_trace_bytes)
+{
+    check_user_file_intact("close");
+}
+
+Test(robustness, program_reusing_the_trace_fd_number_gets_no_trace_bytes)
+{
+    check_user_file_intact("occupy");
+}
+
+/* ---- signals ----------------------------------------------------------------------------- */
+
+struct ts_event {
+    uint64_t ts;
+    size_t idx;
+};
+
+static int cmp_ts(const void *a, const void *b)
+{
+    const struct ts_event *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+Test(robustness, signal_handler_allocating_inside_the_shim_loses_no_event)
+{
+    enum { MAIN_SIZE = 1001, HANDLER_SIZE = 937 }; /* tests/progs/robust_signal.c */
+    char *argv[] = { (char *)prog("progs/robust_signal"), "200000", "5000", NULL };
+    struct h_run r = h_run(argv, NULL, 1, "sig.%p.mtrace", 100);
+    cr_assert(r.exited && r.status == 0, "status %d (%s), stderr: %s", r.status,
+              r.exited ? "exit" : "signal", r.err);
+    long mm, mf, hm, hf;
+    cr_assert_eq(sscanf(r.out, "main_malloc=%ld main_free=%ld handler_malloc=%ld handler_free=%ld",
+                        &mm, &mf, &hm, &hf),
+                 4, "%s", r.out);
+    cr_assert_eq(r.err_len, 0, "stderr: %s", r.err);
+    char *paths[4];
+    size_t k = h_traces("sig.", paths, 4);
+    cr_assert_eq(k, 1);
+    struct h_trace t;
+    h_load(paths[0], &t);
+    cr_assert_eq(t.rc, 0, "%s", t.error);
+    cr_assert(t.has_end);
+    cr_assert_eq(t.dropped, 0, "%" PRIu64 " calls were not recorded", t.dropped);
+
+    /* replay in time order: a marker free counts when it frees a live marker block */
+    struct ts_event *order = malloc(t.nevents * sizeof *order);
+    for (size_t i = 0; i < t.nevents; i++)
+        order[i] = (struct ts_event){ t.events[i].ts_ns, i };
+    qsort(order, t.nevents, sizeof *order, cmp_ts);
+    uint64_t live[2][64];
+    size_t nlive[2] = { 0, 0 };
+    long got_malloc[2] = { 0, 0 }, got_free[2] = { 0, 0 };
+    long nested_main = 0, nested_handler = 0;
+    for (size_t i = 0; i < t.nevents; i++) {
+        const struct rd_event *ev = &t.events[order[i].idx];
+        int nested = (ev->flags & MTF_EVF_NESTED) != 0;
+        if (ev->kind == MTF_EV_MALLOC && (ev->size == MAIN_SIZE || ev->size == HANDLER_SIZE)) {
+            int side = ev->size == HANDLER_SIZE;
+            got_malloc[side]++;
+            cr_assert(nlive[side] < 64, "too many live marker blocks");
+            live[side][nlive[side]++] = ev->addr;
+            nested_main += nested && !side;
+            nested_handler += nested && side;
+        } else if (ev->kind == MTF_EV_FREE) {
+            for (int side = 0; side < 2; side++) {
+                for (size_t j = 0; j < nlive[side]; j++) {
+                    if (live[side][j] != ev->addr)
+                        continue;
+                    live[side][j] = live[side][--nlive[side]];
+                    got_free[side]++;
+                    nested_main += nested && !side;
+                    nested_handler += nested && side;
+                    side = 2;
+                    break;
+                }
+            }
+        }
+    }
+    cr_log_info("%ld/%ld main and %ld/%ld handler calls; %" PRIu64 " nested events, %ld of them "
+                "the handler's",
+                mm + mf, got_malloc[0] + got_free[0], hm + hf, got_malloc[1] + got_free[1],
+                t.nested, nested_handler);
+    cr_assert_eq(got_malloc[0], mm, "main's mallocs: %ld in the trace, the program made %ld",
+                 got_malloc[0], mm);
+    cr_assert_eq(got_free[0], mf, "main's frees: %ld in the trace, the program made %ld",
+                 got_free[0], mf);
+    cr_assert_eq(got_malloc[1], hm, "the handler's mallocs: %ld in the trace, it made %ld",
+                 got_malloc[1], hm);
+    cr_assert_eq(got_free[1], hf, "the handler's frees: %ld in the trace, it made %ld", got_free[1],
+                 hf);
+    cr_assert_eq(nested_main, 0, "%ld events of main's loop flagged nested", nested_main);
+    cr_assert_eq((uint64_t)nested_handler, t.nested,
+                 "every nested event must be one of the handler's (%" PRIu64 " nested, %ld "
+                 "the handler's)",
+                 t.nested, nested_handler);
+    cr_assert(nested_handler > 0,
+              "no handler call interrupted the shim in %ld signals: nothing nested was tested", hm);
+    free(order);
+    h_trace_free(&t);
+    h_free_paths(paths, k);
+    h_run_free(&r);
+}
+
+/* ---- the loader --------------------------------------------------------------------------- */
+
+Test(robustness, dlopen_dlclose_loop_with_allocating_threads_finishes_and_maps_the_library)
+{
+    enum { ROUNDS = 20000 };
+    char rounds[16];
+    snprintf(rounds, sizeof rounds, "%d", ROUNDS);
+    const char *lib = prog("progs/librobust_dl.so");
+    char *argv[] = { (char *)prog("progs/robust_dlopen"), (char *)lib, rounds, NULL };
+    struct h_run plain = h_run(argv, NULL, 0, NULL, 100);
+    cr_assert(plain.exited && plain.status == 0, "without the shim: status %d: %s", plain.status,
+              plain.err);
+    /* a deadlock shows as h_run's timeout */
+    struct h_run r = h_run(argv, NULL, 1, "dl.%p.mtrace", 100);
+    cr_assert(r.exited && r.status == 0, "status %d, stderr: %s", r.status, r.err);
+    cr_assert_str_eq(r.out, plain.out);
+    char *paths[4];
+    size_t k = h_traces("dl.", paths, 4);
+    cr_assert_eq(k, 1);
+    /* streamed, not h_load: the trace holds millions of events */
+    struct reader *rd = NULL;
+    int rc = reader_open(&rd, paths[0]);
+    cr_assert_eq(rc, 0, "%s", rd ? reader_error(rd) : "no reader");
+    size_t loads = 0, ends = 0;
+    uint64_t dropped = 0;
+    struct rd_item it;
+    while ((rc = reader_next(rd, &it)) > 0) {
+        if (it.type == RD_ITEM_MODULE && it.module.action == MTF_MOD_LOAD &&
+            strcmp(it.module.path, lib) == 0)
+            loads++;
+        if (it.type == RD_ITEM_END) {
+            ends++;
+            dropped += it.end.dropped;
+        }
+        if (it.type == RD_ITEM_LOSS)
+            dropped += it.loss.count;
+    }
+    cr_assert_eq(rc, 0, "%s", reader_error(rd));
+    cr_assert_eq(ends, 1, "END record expected");
+    cr_assert_eq(dropped, 0, "%" PRIu64 " calls not recorded", dropped);
+    cr_log_info("%s: %" PRIu64 " bytes, %" PRIu64 " events", paths[0], reader_status(rd)->file_size,
+                reader_status(rd)->events);
+    reader_close(rd);
+    cr_assert_eq(loads, ROUNDS, "the module map should load %s once per dlopen: %zu of %d", lib,
+                 loads, ROUNDS);
+    h_free_paths(paths, k);
+    h_run_free(&r);
+    h_run_free(&plain);
+}
+
+/* ---- namespaces ---------------------------------------------------------------------------- */
+
+Test(robustness, unshare_newuser_still_works_under_the_shim)
+{
+    char *argv[] = { (char *)prog("progs/robust_unshare"), NULL };
+    struct h_run plain = h_run(argv, NULL, 0, NULL, 60);
+    if (!plain.exited || plain.status != 0)
+        cr_skip_test("unshare(CLONE_NEWUSER) fails without the shim too: %s", plain.out);
+    struct h_run r = h_run(argv, NULL, 1, "ns.%p.mtrace", 60);
+    cr_assert(r.exited && r.status == 0,
+              "unshare(CLONE_NEWUSER) works without the shim but not under it (a helper "
+              "thread?): status %d, %s %s",
+              r.status, r.out, r.err);
+    cr_assert_str_eq(r.out, "unshare ok\n");
+    char *paths[4];
+    size_t k = h_traces("ns.", paths, 4);
+    cr_assert_eq(k, 1);
+    check_complete(paths[0]);
+    h_free_paths(paths, k);
+    h_run_free(&r);
+    h_run_free(&plain);
+}
