@@ -57,14 +57,17 @@ struct reader {
     size_t buf_cap;
 
     enum phase phase;
-    uint64_t rec_off;    /* file offset of the record being yielded */
-    const uint8_t *pl;   /* its payload (in buf, or in mem) */
-    uint32_t pl_size;    /* bytes */
-    uint32_t left;       /* entries or events still to yield */
-    size_t pos;          /* MODULES: payload offset of the next entry */
-    uint64_t mod_ts;     /* MODULES: ts_ns of the record */
-    struct dec dec;      /* EVENTS: decoder positioned at the next event */
-    uint32_t tid, serial; /* EVENTS: from the chunk header */
+    uint64_t rec_off;      /* file offset of the record being yielded */
+    const uint8_t *pl;     /* its payload (in buf, or in mem) */
+    uint32_t pl_size;      /* bytes */
+    uint32_t left;         /* entries or events still to yield */
+    size_t pos;            /* MODULES: payload offset of the next entry */
+    uint64_t mod_ts;       /* MODULES: ts_ns of the record */
+    struct dec dec;        /* EVENTS: decoder positioned at the next event */
+    uint32_t tid, serial;  /* EVENTS: from the chunk header */
+    uint32_t end_reason;   /* reason of the last END read, 0 before the first */
+    uint64_t end_dropped;  /* dropped of the last END (the shim's count is cumulative) */
+    uint64_t loss_dropped; /* sum of LOSS counts */
 
     uint64_t frames[MTF_MAX_FRAMES_LIMIT + 1];
     char *text; /* NUL-terminated copies of strings handed out in items */
@@ -214,7 +217,7 @@ static int fetch_at(struct reader *r, uint64_t off, size_t n, const uint8_t **p,
     return 0;
 }
 
-/* ---- file header (trace-format.md §3) --------------------------------------------------------- */
+/* ---- file header (trace-format.md §3) -------------------------------------------------------- */
 
 static int read_file_header(struct reader *r)
 {
@@ -350,8 +353,9 @@ int reader_open_mem(struct reader **out, const void *data, size_t size)
     *out = r;
     if (r == NULL)
         return RD_ERR_NOMEM;
-    r->mem = data;
-    r->mem_size = size;
+    static const uint8_t none; /* so that `mem + pos` is never arithmetic on NULL */
+    r->mem = data != NULL ? data : &none;
+    r->mem_size = data != NULL ? size : 0;
     r->st.file_size = size;
     return read_file_header(r);
 }
@@ -384,7 +388,7 @@ const char *reader_name(const struct reader *r)
     return r->name;
 }
 
-/* ---- event decoding (trace-format.md §7) ------------------------------------------------------ */
+/* ---- event decoding (trace-format.md §7) ----------------------------------------------------- */
 
 __attribute__((format(printf, 2, 3))) static int bad(struct dec *d, const char *fmt, ...)
 {
@@ -491,9 +495,8 @@ static int decode_event(struct dec *d, struct rd_event *ev, uint64_t *frames)
              stack_field(d, &ev->stack) || varint(d, &ev->pre_ns);
         break;
     case MTF_EV_REALLOCARRAY:
-        rc = addr_field(d, &ev->old_addr) || addr_field(d, &ev->addr) ||
-             varint(d, &ev->nmemb) || varint(d, &ev->elsize) || stack_field(d, &ev->stack) ||
-             varint(d, &ev->pre_ns);
+        rc = addr_field(d, &ev->old_addr) || addr_field(d, &ev->addr) || varint(d, &ev->nmemb) ||
+             varint(d, &ev->elsize) || stack_field(d, &ev->stack) || varint(d, &ev->pre_ns);
         ev->size = mul_sat(ev->nmemb, ev->elsize);
         break;
     case MTF_EV_FREE:
@@ -549,7 +552,7 @@ static int decode_event(struct dec *d, struct rd_event *ev, uint64_t *frames)
     return rc ? -1 : 0;
 }
 
-/* ---- records ---------------------------------------------------------------------------------- */
+/* ---- records --------------------------------------------------------------------------------- */
 
 /* The strict rule for 1.0 payloads: nothing may follow the last known field. Newer minors may
  * append, so their extra bytes are skipped. */
@@ -654,8 +657,7 @@ static int do_modules(struct reader *r)
                         "MODULES record: entry %u of %u (id %u) runs past the %u-byte payload",
                         i + 1, count, id, r->pl_size);
         if (id == 0)
-            return fail(r, RD_ERR_CORRUPT, r->rec_off, "MODULES record: entry %u has id 0",
-                        i + 1);
+            return fail(r, RD_ERR_CORRUPT, r->rec_off, "MODULES record: entry %u has id 0", i + 1);
         if (action != MTF_MOD_LOAD && action != MTF_MOD_UNLOAD)
             return fail(r, RD_ERR_CORRUPT, r->rec_off,
                         "MODULES record: module %u has unknown action %u", id, action);
@@ -666,8 +668,8 @@ static int do_modules(struct reader *r)
             return fail(r, RD_ERR_CORRUPT, r->rec_off,
                         "MODULES record: module %u has unknown flags 0x%x", id, flags);
         if (memchr(e + MTF_MODULE_SIZE, 0, path_len) != NULL)
-            return fail(r, RD_ERR_CORRUPT, r->rec_off, "MODULES record: NUL inside the path of "
-                        "module %u", id);
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "MODULES record: NUL inside the path of module %u", id);
         pos += MTF_MODULE_SIZE + var;
     }
     if (check_tail(r, pos, "MODULES") != 0)
@@ -740,8 +742,8 @@ static int do_events(struct reader *r)
         return r->err;
     if (serial == 0)
         return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: thread_serial is 0");
-    const uint32_t known = MTF_CHUNKF_THREAD_END | MTF_CHUNKF_STOLEN | MTF_CHUNKF_WRITETHROUGH |
-                           MTF_CHUNKF_PREINIT;
+    const uint32_t known =
+        MTF_CHUNKF_THREAD_END | MTF_CHUNKF_STOLEN | MTF_CHUNKF_WRITETHROUGH | MTF_CHUNKF_PREINIT;
     if (r->strict && (flags & ~known))
         return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: unknown chunk flags 0x%x",
                     flags);
@@ -797,8 +799,9 @@ static int next_event(struct reader *r, struct rd_item *item)
     return 1;
 }
 
-/* The END record closes the trace; its totals must match what the chunks held, or the trace is
- * not what it claims to be (a chunk went missing, or the writer miscounted). */
+/* An END says the process ended with the trace intact (trace-format.md §8). Its totals are not
+ * checked against the chunks: events of threads still running during exit may be counted and
+ * written on either side of it. */
 static int do_end(struct reader *r, struct rd_item *item)
 {
     const uint8_t *p = r->pl;
@@ -819,18 +822,11 @@ static int do_end(struct reader *r, struct rd_item *item)
         e->counts[k] = le64(p + offsetof(struct mtf_end, counts) + 8 * k);
     if (e->reason < MTF_END_EXIT || e->reason > MTF_END_SIGNAL)
         return fail(r, RD_ERR_CORRUPT, r->rec_off, "END record: unknown reason %u", e->reason);
-    if (e->events != r->st.events)
-        return fail(r, RD_ERR_CORRUPT, r->rec_off,
-                    "END record counts %" PRIu64 " events but the chunks held %" PRIu64,
-                    e->events, r->st.events);
-    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
-        if (e->counts[k] != r->st.kind_counts[k])
-            return fail(r, RD_ERR_CORRUPT, r->rec_off,
-                        "END record counts %" PRIu64 " %s events but the chunks held %" PRIu64,
-                        e->counts[k], reader_kind_name(k), r->st.kind_counts[k]);
     item->type = RD_ITEM_END;
     r->st.complete = 1;
-    r->st.dropped = sat_add(r->st.dropped, e->dropped);
+    r->end_reason = e->reason;
+    r->end_dropped = e->dropped;
+    r->st.dropped = sat_add(r->end_dropped, r->loss_dropped);
     return 1;
 }
 
@@ -850,7 +846,8 @@ static int do_loss(struct reader *r, struct rd_item *item)
     if (l->reason != MTF_LOSS_WRITER && l->reason != MTF_LOSS_THREAD)
         return fail(r, RD_ERR_CORRUPT, r->rec_off, "LOSS record: unknown reason %u", l->reason);
     item->type = RD_ITEM_LOSS;
-    r->st.dropped = sat_add(r->st.dropped, l->count);
+    r->loss_dropped = sat_add(r->loss_dropped, l->count);
+    r->st.dropped = sat_add(r->end_dropped, r->loss_dropped);
     return 1;
 }
 
@@ -894,8 +891,6 @@ static int next_record(struct reader *r, struct rd_item *item)
             r->st.file_size = r->off;
         return 0;
     }
-    if (r->st.complete)
-        return fail(r, RD_ERR_CORRUPT, off, "data after the END record");
     if (got < MTF_RECORD_HEADER_SIZE) {
         int rc = zero_tail(r, off, h, got);
         return rc ? rc : fail_trunc(r, off, "a record header", MTF_RECORD_HEADER_SIZE, got);
@@ -922,11 +917,10 @@ static int next_record(struct reader *r, struct rd_item *item)
         return fail_trunc(r, off, "a record", (uint64_t)MTF_RECORD_HEADER_SIZE + size,
                           MTF_RECORD_HEADER_SIZE + (uint64_t)got);
     if (mt_crc32c(c, p, size) != crc)
-        return fail(r, RD_ERR_CORRUPT, off, "record crc mismatch (type %u, %u bytes)", type,
-                    size);
+        return fail(r, RD_ERR_CORRUPT, off, "record crc mismatch (type %u, %u bytes)", type, size);
     if (r->strict && flags != MTF_RECF_NONE)
-        return fail(r, RD_ERR_CORRUPT, off, "record flags 0x%x (none are defined in %u.%u)",
-                    flags, MTF_VERSION_MAJOR, MTF_VERSION_MINOR);
+        return fail(r, RD_ERR_CORRUPT, off, "record flags 0x%x (none are defined in %u.%u)", flags,
+                    MTF_VERSION_MAJOR, MTF_VERSION_MINOR);
 
     r->rec_off = off;
     r->pl = p;
@@ -954,6 +948,11 @@ static int next_record(struct reader *r, struct rd_item *item)
     }
     if (rc < 0)
         return rc;
+    /* A successful execve replaces the image at once, so nothing follows its END; a record after
+     * it means the exec failed and tracing went on, and only a later END completes the trace
+     * (§8). Records after an exit END are late events and leave the trace complete. */
+    if (type != MTF_REC_END && r->end_reason == MTF_END_EXEC)
+        r->st.complete = 0;
     r->st.records++;
     r->st.valid_bytes = r->off;
     return rc == 1 ? 1 : 2;
@@ -987,7 +986,7 @@ int reader_next(struct reader *r, struct rd_item *item)
     }
 }
 
-/* ---- names ------------------------------------------------------------------------------------ */
+/* ---- names ----------------------------------------------------------------------------------- */
 
 const char *reader_kind_name(unsigned kind)
 {

@@ -12,11 +12,11 @@
 #include "memtrace/format.h"
 
 /* Error codes (negative return values). */
-#define RD_ERR_IO       (-1) /* open/read failed (errno text in the message) */
-#define RD_ERR_FORMAT   (-2) /* not a memtrace trace, or an unsupported major version */
-#define RD_ERR_CORRUPT  (-3) /* a record failed validation (bad magic, size, CRC, event bytes) */
-#define RD_ERR_TRUNC    (-4) /* the file ends inside a record */
-#define RD_ERR_NOMEM    (-5)
+#define RD_ERR_IO      (-1) /* open/read failed (errno text in the message) */
+#define RD_ERR_FORMAT  (-2) /* not a memtrace trace, or an unsupported major version */
+#define RD_ERR_CORRUPT (-3) /* a record failed validation (bad magic, size, CRC, event bytes) */
+#define RD_ERR_TRUNC   (-4) /* the file ends inside a record */
+#define RD_ERR_NOMEM   (-5)
 
 /* What reader_next() produced. */
 enum rd_item_type {
@@ -56,7 +56,7 @@ struct rd_module {
     uint32_t id, action, flags; /* MTF_MOD_*, MTF_MODF_* */
     uint64_t ts_ns;
     uint64_t base;
-    const char *path;           /* NUL-terminated copy, valid until the next call */
+    const char *path; /* NUL-terminated copy, valid until the next call */
     const uint8_t *build_id;
     uint32_t build_id_len;
     uint32_t nseg;
@@ -68,7 +68,7 @@ struct rd_process {
     const char *exe;  /* NUL-terminated */
     const char *argv; /* arguments separated by NUL, argv_len bytes */
     uint32_t argv_len, argc;
-    const char *cwd;  /* NUL-terminated */
+    const char *cwd; /* NUL-terminated */
 };
 
 struct rd_item {
@@ -90,12 +90,13 @@ struct rd_status {
     uint64_t records;              /* good records */
     uint64_t events;               /* decoded events (STACK included) */
     uint64_t chunks;               /* good EVENTS records */
-    int complete;                  /* an END record was read */
+    int complete;                  /* an END record was read (and no failed exec followed) */
     int truncated;                 /* the file ended inside a record */
     uint64_t error_offset;         /* offset of the record that failed, if any */
     uint64_t lost_bytes;           /* bytes after valid_bytes that could not be used */
     uint64_t kind_counts[MTF_EV_KIND_COUNT]; /* decoded events per MTF_EV_* kind */
-    uint64_t dropped; /* calls not recorded: END.dropped + every LOSS.count (saturating) */
+    uint64_t dropped; /* calls not recorded: the last END's dropped (a running total) plus
+                         every LOSS count, saturating */
 };
 
 struct reader;
@@ -121,9 +122,11 @@ int reader_open_stream(struct reader **out, FILE *f, const char *name);
  * End of input: at a record boundary it is a clean end (0) whether or not an END record was
  * read; status.complete tells which (0: the process was killed or tracing stopped, and events
  * still buffered in its threads are missing). Inside a record, or in a zero-filled tail where a
- * record should start (a preallocated file), it is RD_ERR_TRUNC with status.truncated set. Any
- * byte after the END record is RD_ERR_CORRUPT, as is an END whose event totals differ from what
- * the chunks held. */
+ * record should start (a preallocated file), it is RD_ERR_TRUNC with status.truncated set.
+ * Records may follow an END (trace-format.md §8): after an exit or signal END they are late
+ * events and the trace stays complete; after an exec END they mean the exec failed, and
+ * status.complete is 0 again until the next END. END totals are not checked against the
+ * chunks (late events may fall on either side of it). */
 int reader_next(struct reader *r, struct rd_item *item);
 
 /* The current status; valid at any time. */
