@@ -1,0 +1,44 @@
+/* Renderers of memtrace-report: each output format writes to a FILE * from decoded data. They
+ * never read the trace themselves and never choose an exit status (main.c does). Every function
+ * returns 0, or -EIO when the output stream reports an error (errno tells why).
+ */
+#ifndef MEMTRACE_REPORT_RENDER_H
+#define MEMTRACE_REPORT_RENDER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "reader.h"
+#include "util.h"
+
+/* Event kinds that are calls of a hooked function (malloc .. mremap); the kinds after them
+ * (STACK, FORK, EXEC) describe the trace, not memory. */
+#define RENDER_FIRST_CALL MTF_EV_MALLOC
+#define RENDER_LAST_CALL  MTF_EV_MREMAP
+
+/* What the summary renderers show about one trace; main.c fills it while reading. */
+struct render_trace {
+    const char *path;               /* as given on the command line ("-" is stdin) */
+    const struct rd_status *status; /* the reader's status after the last item */
+    int header_valid;               /* status->header was read and validated */
+    const char *exe;                /* executable from the first PROCESS record, or NULL */
+    int have_end;                   /* an END record was read and `end` holds it */
+    struct mtf_end end;
+    uint64_t min_ts_ns, max_ts_ns; /* span of the header start and every timed item */
+    int error_code;                /* RD_ERR_* that stopped reading, 0 if none */
+    const char *error;             /* the line main.c prints on stderr (without the program
+                                      name), or NULL when the exit status is 0 */
+};
+
+/* --events (render_events.c): the file header as one line, then one line per item. */
+MT_MUST_CHECK int render_events_header(FILE *out, const struct mtf_file_header *h);
+MT_MUST_CHECK int render_events_item(FILE *out, const struct rd_item *item);
+
+/* Default output (render_events.c, until render_text.c exists): a short plain-text summary. */
+MT_MUST_CHECK int render_summary(FILE *out, const struct render_trace *t);
+
+/* --json (render_json.c): one JSON object, schema in docs/report-json.md. */
+#define RENDER_JSON_FORMAT_VERSION 1
+MT_MUST_CHECK int render_json(FILE *out, const struct render_trace *t);
+
+#endif

@@ -1,0 +1,316 @@
+/* Plain-text renderers: `--events` (every record and event, one line each) and, until
+ * render_text.c takes over with the aggregated report, the short default summary.
+ * Event lines are key=value words separated by single spaces, so grep and awk work on them:
+ * numbers in decimal, addresses in 0x hex, strings in double quotes with C escapes (a line never
+ * contains a raw newline or a space outside quotes), and markers such as `failed` as bare words.
+ */
+#include "render.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static int result(FILE *out)
+{
+    return ferror(out) ? -EIO : 0;
+}
+
+/* A string in double quotes: printable ASCII as is, `"` and `\` escaped, everything else \xNN. */
+static void put_quoted(FILE *out, const char *s, size_t len)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c >= 0x20 && c < 0x7f)
+            fputc(c, out);
+        else
+            fprintf(out, "\\x%02x", c);
+    }
+    fputc('"', out);
+}
+
+static void put_prot(FILE *out, uint64_t prot)
+{
+    fprintf(out, " prot=%c%c%c", prot & PROT_READ ? 'r' : '-', prot & PROT_WRITE ? 'w' : '-',
+            prot & PROT_EXEC ? 'x' : '-');
+    uint64_t rest = prot & ~(uint64_t)(PROT_READ | PROT_WRITE | PROT_EXEC);
+    if (rest)
+        fprintf(out, "|0x%" PRIx64, rest);
+}
+
+int render_events_header(FILE *out, const struct mtf_file_header *h)
+{
+    fprintf(out,
+            "header version=%u.%u header_size=%u pid=%u parent_pid=%u origin=%s page_size=%u "
+            "max_frames=%u pointer_size=%u start_realtime_ns=%" PRIu64
+            " start_monotonic_ns=%" PRIu64 "\n",
+            h->version_major, h->version_minor, h->header_size, h->pid, h->parent_pid,
+            reader_origin_name(h->origin), h->page_size, h->max_frames, h->pointer_size,
+            h->start_realtime_ns, h->start_monotonic_ns);
+    return result(out);
+}
+
+static void put_event(FILE *out, const struct rd_event *ev)
+{
+    fprintf(out, "ts=%" PRIu64 " tid=%u thr=%u %s", ev->ts_ns, ev->tid, ev->thread_serial,
+            reader_kind_name(ev->kind));
+    switch (ev->kind) {
+    case MTF_EV_MALLOC:
+    case MTF_EV_VALLOC:
+    case MTF_EV_PVALLOC:
+        fprintf(out, " ptr=0x%" PRIx64 " size=%" PRIu64, ev->addr, ev->size);
+        break;
+    case MTF_EV_CALLOC:
+        fprintf(out, " ptr=0x%" PRIx64 " nmemb=%" PRIu64 " elsize=%" PRIu64 " size=%" PRIu64,
+                ev->addr, ev->nmemb, ev->elsize, ev->size);
+        break;
+    case MTF_EV_REALLOC:
+        fprintf(out, " old=0x%" PRIx64 " ptr=0x%" PRIx64 " size=%" PRIu64 " pre=%" PRIu64,
+                ev->old_addr, ev->addr, ev->size, ev->pre_ns);
+        break;
+    case MTF_EV_REALLOCARRAY:
+        fprintf(out,
+                " old=0x%" PRIx64 " ptr=0x%" PRIx64 " nmemb=%" PRIu64 " elsize=%" PRIu64
+                " size=%" PRIu64 " pre=%" PRIu64,
+                ev->old_addr, ev->addr, ev->nmemb, ev->elsize, ev->size, ev->pre_ns);
+        break;
+    case MTF_EV_FREE:
+        fprintf(out, " ptr=0x%" PRIx64, ev->addr);
+        break;
+    case MTF_EV_POSIX_MEMALIGN:
+    case MTF_EV_ALIGNED_ALLOC:
+    case MTF_EV_MEMALIGN:
+        fprintf(out, " ptr=0x%" PRIx64 " align=%" PRIu64 " size=%" PRIu64, ev->addr, ev->align,
+                ev->size);
+        break;
+    case MTF_EV_MMAP:
+    case MTF_EV_MMAP64:
+        fprintf(out, " ptr=0x%" PRIx64 " len=%" PRIu64, ev->addr, ev->size);
+        put_prot(out, ev->prot);
+        fprintf(out, " flags=0x%" PRIx64 " fd=%" PRId64 " off=%" PRIu64 " %s", ev->mflags, ev->fd,
+                ev->offset, ev->mflags & MAP_ANONYMOUS ? "anon" : "file");
+        break;
+    case MTF_EV_MUNMAP:
+        fprintf(out, " ptr=0x%" PRIx64 " len=%" PRIu64, ev->addr, ev->size);
+        break;
+    case MTF_EV_MREMAP:
+        fprintf(out,
+                " old=0x%" PRIx64 " old_len=%" PRIu64 " ptr=0x%" PRIx64 " new_len=%" PRIu64
+                " flags=0x%" PRIx64 " pre=%" PRIu64,
+                ev->old_addr, ev->old_len, ev->addr, ev->size, ev->mflags, ev->pre_ns);
+        break;
+    case MTF_EV_STACK:
+        fprintf(out, " id=%u frames=", ev->stack);
+        for (uint32_t i = 0; i < ev->nframes; i++)
+            fprintf(out, "%s0x%" PRIx64, i ? "," : "", ev->frames[i]);
+        if (ev->flags & MTF_EVF_TRUNC)
+            fputs(" truncated", out);
+        break;
+    case MTF_EV_FORK:
+        fprintf(out, " child=%" PRIu64, ev->child_pid);
+        break;
+    }
+    /* Kinds with an S field (trace-format.md §7) show it; FREE, MUNMAP, FORK and EXEC have none,
+     * and STACK shows the id it defines. */
+    switch (ev->kind) {
+    case MTF_EV_FREE:
+    case MTF_EV_MUNMAP:
+    case MTF_EV_STACK:
+    case MTF_EV_FORK:
+    case MTF_EV_EXEC:
+        break;
+    default:
+        fprintf(out, " stack=%u", ev->stack);
+    }
+    if (ev->flags & MTF_EVF_FAILED)
+        fputs(" failed", out);
+    if (ev->flags & MTF_EVF_NESTED)
+        fputs(" nested", out);
+    fputc('\n', out);
+}
+
+static void put_process(FILE *out, const struct rd_process *p)
+{
+    fprintf(out, "ts=%" PRIu64 " process exe=", p->ts_ns);
+    put_quoted(out, p->exe, strlen(p->exe));
+    fprintf(out, " argc=%u argv=", p->argc);
+    /* argv holds argc NUL-terminated arguments (validated by the reader): "a","b" */
+    for (uint32_t at = 0, i = 0; at < p->argv_len; i++) {
+        size_t n = strlen(p->argv + at);
+        if (i)
+            fputc(',', out);
+        put_quoted(out, p->argv + at, n);
+        at += (uint32_t)n + 1;
+    }
+    fputs(" cwd=", out);
+    put_quoted(out, p->cwd, strlen(p->cwd));
+    fputc('\n', out);
+}
+
+static void put_module(FILE *out, const struct rd_module *m)
+{
+    fprintf(out, "ts=%" PRIu64 " module id=%u %s", m->ts_ns, m->id,
+            m->action == MTF_MOD_LOAD ? "load" : "unload");
+    if (m->action != MTF_MOD_LOAD) {
+        fputc('\n', out);
+        return;
+    }
+    fprintf(out, " base=0x%" PRIx64, m->base);
+    if (m->flags) {
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } names[] = { { MTF_MODF_MAIN, "main" },
+                      { MTF_MODF_SHIM, "shim" },
+                      { MTF_MODF_VDSO, "vdso" } };
+        const char *sep = " flags=";
+        unsigned rest = m->flags;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if (m->flags & names[i].bit) {
+                fprintf(out, "%s%s", sep, names[i].name);
+                sep = "|";
+                rest &= ~names[i].bit;
+            }
+        }
+        if (rest)
+            fprintf(out, "%s0x%x", sep, rest);
+    }
+    fputs(" path=", out);
+    put_quoted(out, m->path, strlen(m->path));
+    fputs(" build_id=", out);
+    for (uint32_t i = 0; i < m->build_id_len; i++)
+        fprintf(out, "%02x", m->build_id[i]);
+    fputs(" segs=", out);
+    for (uint32_t i = 0; i < m->nseg; i++) {
+        const struct mtf_segment *s = &m->segs[i];
+        fprintf(out, "%s0x%" PRIx64 "+0x%" PRIx64 ":%c%c%c", i ? "," : "", s->vaddr, s->memsz,
+                s->pflags & 4 ? 'r' : '-', s->pflags & 2 ? 'w' : '-', s->pflags & 1 ? 'x' : '-');
+    }
+    fputc('\n', out);
+}
+
+static void put_counts(FILE *out, const uint64_t *counts)
+{
+    const char *sep = " counts=";
+    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++) {
+        if (counts[k] == 0)
+            continue;
+        fprintf(out, "%s%s:%" PRIu64, sep, reader_kind_name(k), counts[k]);
+        sep = ",";
+    }
+}
+
+int render_events_item(FILE *out, const struct rd_item *item)
+{
+    switch (item->type) {
+    case RD_ITEM_EVENT:
+        put_event(out, &item->ev);
+        break;
+    case RD_ITEM_PROCESS:
+        put_process(out, &item->process);
+        break;
+    case RD_ITEM_MODULE:
+        put_module(out, &item->module);
+        break;
+    case RD_ITEM_END: {
+        const struct mtf_end *e = &item->end;
+        fprintf(out,
+                "ts=%" PRIu64 " end reason=%s status=%d threads=%" PRIu64 " events=%" PRIu64
+                " dropped=%" PRIu64 " unknown_frees=%" PRIu64,
+                e->ts_ns, reader_end_reason_name(e->reason), e->status, e->threads, e->events,
+                e->dropped, e->unknown_frees);
+        put_counts(out, e->counts);
+        fputc('\n', out);
+        break;
+    }
+    case RD_ITEM_LOSS:
+        fprintf(out, "ts=%" PRIu64 " loss reason=%s tid=%u count=%" PRIu64 "\n", item->loss.ts_ns,
+                reader_loss_reason_name(item->loss.reason), item->loss.tid, item->loss.count);
+        break;
+    }
+    return result(out);
+}
+
+/* ---- short summary (default output) ---------------------------------------------------------- */
+
+/* One plain sentence about how reading ended: the first thing to check before trusting numbers. */
+static void put_status(FILE *out, const struct render_trace *t)
+{
+    const struct rd_status *st = t->status;
+    fputs("status    ", out);
+    switch (t->error_code) {
+    case 0:
+        break;
+    case RD_ERR_TRUNC:
+        fprintf(out,
+                "TRUNCATED at offset %" PRIu64 ": %" PRIu64
+                " bytes lost (the process was killed or its output failed); the counts above "
+                "cover everything before\n",
+                st->error_offset, st->lost_bytes);
+        return;
+    case RD_ERR_CORRUPT:
+        fprintf(out,
+                "CORRUPT at offset %" PRIu64 ": %" PRIu64
+                " bytes not used; the counts above cover everything before\n",
+                st->error_offset, st->lost_bytes);
+        return;
+    case RD_ERR_FORMAT:
+        fputs("NOT READABLE: not a memtrace trace, or a format version this reader does not "
+              "know\n",
+              out);
+        return;
+    default:
+        fprintf(out, "READ ERROR at offset %" PRIu64 "; the counts above cover what was read\n",
+                st->error_offset);
+        return;
+    }
+    if (!st->complete) {
+        fputs("INCOMPLETE: no END record (the process was killed or tracing stopped); events "
+              "still buffered in its threads are missing\n",
+              out);
+    } else if (t->end.reason == MTF_END_EXIT) {
+        fprintf(out, "complete: the process exited with status %d\n", t->end.status);
+    } else if (t->end.reason == MTF_END_EXEC) {
+        fputs("complete: the process called execve (the new image writes its own trace)\n", out);
+    } else {
+        fprintf(out, "complete: the process died of signal %d\n", t->end.status);
+    }
+}
+
+int render_summary(FILE *out, const struct render_trace *t)
+{
+    const struct rd_status *st = t->status;
+    const struct mtf_file_header *h = &st->header;
+    fprintf(out, "trace     %s", t->path);
+    if (t->header_valid)
+        fprintf(out, " (format %u.%u, %" PRIu64 " bytes)", h->version_major, h->version_minor,
+                st->file_size);
+    fputc('\n', out);
+    if (t->header_valid) {
+        fprintf(out, "process   %s, pid %u, parent %u, %s\n",
+                t->exe ? t->exe : "(no PROCESS record)", h->pid, h->parent_pid,
+                h->origin == MTF_ORIGIN_FORK   ? "forked child"
+                : h->origin == MTF_ORIGIN_EXEC ? "after execve"
+                                               : "traced from start");
+        uint64_t span = t->max_ts_ns - t->min_ts_ns;
+        fprintf(out, "duration  %" PRIu64 ".%06" PRIu64 " s\n", span / 1000000000,
+                span % 1000000000 / 1000);
+        uint64_t calls = 0;
+        for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++)
+            calls += st->kind_counts[k];
+        fprintf(out, "calls     %" PRIu64 "\n", calls);
+        for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++)
+            if (st->kind_counts[k])
+                fprintf(out, "  %-16s %12" PRIu64 "\n", reader_kind_name(k), st->kind_counts[k]);
+        fprintf(out, "stacks    %" PRIu64 " definitions\n", st->kind_counts[MTF_EV_STACK]);
+        if (st->dropped)
+            fprintf(out, "dropped   %" PRIu64 " calls were not recorded\n", st->dropped);
+        else
+            fputs("dropped   0\n", out);
+    }
+    put_status(out, t);
+    return result(out);
+}

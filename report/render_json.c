@@ -1,0 +1,208 @@
+/* `--json`: the summary as one JSON object (schema and its version: docs/report-json.md).
+ * A small emitter of its own: objects nest, commas and indentation are tracked, and strings are
+ * always valid JSON (RFC 8259): quotes, backslashes and control characters are escaped, valid
+ * UTF-8 passes through, and bytes that are not valid UTF-8 (paths are arbitrary bytes) become
+ * \u00XX, i.e. the byte read as Latin-1, so output is always valid UTF-8.
+ */
+#include "render.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+struct json {
+    FILE *out;
+    int depth; /* open objects */
+    int first; /* nothing written yet in the innermost open object */
+};
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one: no overlong
+ * forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp, min;
+    if (s[0] < 0x80)
+        return 1;
+    if ((s[0] & 0xe0) == 0xc0) {
+        len = 2, cp = s[0] & 0x1f, min = 0x80;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3, cp = s[0] & 0x0f, min = 0x800;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        len = 4, cp = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+static void put_string(FILE *out, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str);
+    fputc('"', out);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t len = utf8_len(s + i, n - i);
+        if (c == '"' || c == '\\') {
+            fprintf(out, "\\%c", c);
+        } else if (c == '\n') {
+            fputs("\\n", out);
+        } else if (c == '\t') {
+            fputs("\\t", out);
+        } else if (c == '\r') {
+            fputs("\\r", out);
+        } else if (c < 0x20 || len == 0) {
+            fprintf(out, "\\u%04x", c);
+        } else {
+            fwrite(s + i, 1, len, out);
+            i += len;
+            continue;
+        }
+        i++;
+    }
+    fputc('"', out);
+}
+
+/* Start a member (`key` NULL for the top-level value): comma, newline, indentation, key. */
+static void member(struct json *j, const char *key)
+{
+    if (j->depth > 0) {
+        fputs(j->first ? "\n" : ",\n", j->out);
+        fprintf(j->out, "%*s", 2 * j->depth, "");
+    }
+    if (key) {
+        put_string(j->out, key);
+        fputs(": ", j->out);
+    }
+    j->first = 0;
+}
+
+static void open_object(struct json *j, const char *key)
+{
+    member(j, key);
+    fputc('{', j->out);
+    j->depth++;
+    j->first = 1;
+}
+
+static void close_object(struct json *j)
+{
+    j->depth--;
+    if (!j->first)
+        fprintf(j->out, "\n%*s", 2 * j->depth, "");
+    fputc('}', j->out);
+    j->first = 0;
+}
+
+static void put_u64(struct json *j, const char *key, uint64_t v)
+{
+    member(j, key);
+    fprintf(j->out, "%" PRIu64, v);
+}
+
+static void put_i64(struct json *j, const char *key, int64_t v)
+{
+    member(j, key);
+    fprintf(j->out, "%" PRId64, v);
+}
+
+static void put_bool(struct json *j, const char *key, int v)
+{
+    member(j, key);
+    fputs(v ? "true" : "false", j->out);
+}
+
+static void put_null(struct json *j, const char *key)
+{
+    member(j, key);
+    fputs("null", j->out);
+}
+
+static void put_str(struct json *j, const char *key, const char *s)
+{
+    if (s == NULL) {
+        put_null(j, key);
+        return;
+    }
+    member(j, key);
+    put_string(j->out, s);
+}
+
+int render_json(FILE *out, const struct render_trace *t)
+{
+    const struct rd_status *st = t->status;
+    const struct mtf_file_header *h = &st->header;
+    struct json j = { .out = out };
+    char version[32];
+
+    open_object(&j, NULL);
+    put_u64(&j, "format_version", RENDER_JSON_FORMAT_VERSION);
+
+    open_object(&j, "trace");
+    put_str(&j, "path", t->path);
+    if (t->header_valid) {
+        snprintf(version, sizeof(version), "%u.%u", h->version_major, h->version_minor);
+        put_str(&j, "trace_version", version);
+        put_u64(&j, "pid", h->pid);
+        put_u64(&j, "parent_pid", h->parent_pid);
+        put_str(&j, "origin", reader_origin_name(h->origin));
+        put_u64(&j, "start_realtime_ns", h->start_realtime_ns);
+        put_u64(&j, "duration_ns", t->max_ts_ns - t->min_ts_ns);
+    } else {
+        put_null(&j, "trace_version");
+        put_null(&j, "pid");
+        put_null(&j, "parent_pid");
+        put_null(&j, "origin");
+        put_null(&j, "start_realtime_ns");
+        put_null(&j, "duration_ns");
+    }
+    put_str(&j, "exe", t->exe);
+    put_bool(&j, "complete", st->complete);
+    put_bool(&j, "truncated", st->truncated);
+    put_u64(&j, "file_bytes", st->file_size);
+    put_u64(&j, "valid_bytes", st->valid_bytes);
+    put_u64(&j, "lost_bytes", st->lost_bytes);
+    put_u64(&j, "records", st->records);
+    put_u64(&j, "chunks", st->chunks);
+    if (t->error)
+        put_u64(&j, "error_offset", st->error_offset);
+    else
+        put_null(&j, "error_offset");
+    put_str(&j, "error", t->error);
+    close_object(&j);
+
+    if (t->have_end) {
+        open_object(&j, "end");
+        put_str(&j, "reason", reader_end_reason_name(t->end.reason));
+        put_i64(&j, "status", t->end.status);
+        put_u64(&j, "threads", t->end.threads);
+        close_object(&j);
+    } else {
+        put_null(&j, "end");
+    }
+
+    open_object(&j, "events");
+    for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++)
+        put_u64(&j, reader_kind_name(k), st->kind_counts[k]);
+    put_u64(&j, "dropped", st->dropped);
+    close_object(&j);
+
+    open_object(&j, "other_events");
+    for (unsigned k = RENDER_LAST_CALL + 1; k < MTF_EV_KIND_COUNT; k++)
+        put_u64(&j, reader_kind_name(k), st->kind_counts[k]);
+    close_object(&j);
+
+    close_object(&j);
+    fputc('\n', out);
+    return ferror(out) ? -EIO : 0;
+}
