@@ -2,7 +2,8 @@
  *
  *   threads_churn churn T N    T threads, thread k makes N malloc(5000+k)/free pairs
  *   threads_churn detached MS  a detached thread mallocs/frees without end; main returns
- *                              after MS milliseconds while it is still allocating
+ *                              MS milliseconds after it made 1000 pairs, while it is still
+ *                              allocating
  *   threads_churn cross K      thread A mallocs K blocks of 6000 bytes (all live at once),
  *                              thread B frees them after A exited
  *   threads_churn keydtor T    T threads each malloc(31337) into a pthread key created by
@@ -11,6 +12,7 @@
  * Pointers go through volatiles so GCC keeps every malloc/free pair.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +32,15 @@ static void *churn_thread(void *arg)
     return NULL;
 }
 
+static atomic_ulong detached_rounds;
+
 static void *detached_thread(void *arg)
 {
     (void)arg;
     for (unsigned long i = 0;; i++) {
         sink = malloc(64 + (i & 255));
         free(sink);
+        atomic_store_explicit(&detached_rounds, i + 1, memory_order_relaxed);
     }
     return NULL;
 }
@@ -108,7 +113,9 @@ int main(int argc, char **argv)
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&th, &a, detached_thread, NULL) != 0)
             return 1;
-        struct timespec ts = { n / 1000, (n % 1000) * 1000000L };
+        struct timespec ms = { 0, 1000000L }, ts = { n / 1000, (n % 1000) * 1000000L };
+        while (atomic_load(&detached_rounds) < 1000) /* running for sure, even on a busy host */
+            nanosleep(&ms, NULL);
         nanosleep(&ts, NULL);
         return 0; /* exit() runs with the thread still allocating */
     }
