@@ -1,6 +1,8 @@
 /* robust_closefds: a daemon-style program that closes every descriptor from 3 to 1023, then
  * opens a file of its own and writes to it while it keeps allocating (so the shim flushes event
- * buffers meanwhile).
+ * buffers meanwhile). Right after the open, before any flush can tell the shim its trace is gone,
+ * it allocates from new, deep call sites, so the shim's unwinder does its slowest work while
+ * every descriptor it held is closed or reused.
  *   robust_closefds close|occupy FILE
  * "occupy" also dup2()s the file onto every descriptor from 900 to 1023, so whatever number the
  * trace had now names the program's file. The file must end up holding exactly the program's
@@ -24,6 +26,25 @@ static void churn(int n)
     }
 }
 
+/* Allocations below 16 frames of 4 KiB each, from call sites first reached after the
+ * descriptors were closed: unwinding them reads stack memory from many pages, new to the
+ * unwinder, which is when an unwinder validates addresses (libunwind does it through a pipe whose
+ * descriptors the program closed). */
+static int fresh_sites(int depth)
+{
+    volatile char pad[4096];
+    pad[0] = (char)depth;
+    if (depth > 0)
+        return fresh_sites(depth - 1) + pad[0];
+    char *volatile a = strdup("fresh");
+    char *volatile b = calloc(3, 40);
+    char *volatile c = realloc(NULL, 100);
+    free(a);
+    free(b);
+    free(c);
+    return pad[0];
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3)
@@ -43,6 +64,7 @@ int main(int argc, char **argv)
                 perror("dup2");
                 return 1;
             }
+    fresh_sites(16); /* before any buffer flush can notice that the trace is gone */
     for (int i = 0; i < LINES; i++) {
         char line[32];
         int n = snprintf(line, sizeof line, "line %d\n", i);
