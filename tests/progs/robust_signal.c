@@ -6,9 +6,10 @@
  * passed), then prints how many calls were made with each marker size:
  *   main_malloc=N main_free=N handler_malloc=N handler_free=N
  * MAIN_SIZE is used by the loop, HANDLER_SIZE by the handler (and by one warm-up call in main
- * before the timer starts, counted with the handler's). Both are tcache sizes of different bins and are warmed up before the timer starts,
- * so the handler's malloc never re-enters glibc's own bin management while the loop is inside
- * it (glibc malloc is not async-signal-safe; only the shim's reentrancy is under test).
+ * before the timer starts, counted with the handler's). Both are tcache sizes of different bins,
+ * warmed up before the timer starts, so the handler's malloc never re-enters glibc's own bin
+ * management while the loop is inside it (glibc malloc is not async-signal-safe; only the
+ * shim's reentrancy is under test).
  */
 #include <signal.h>
 #include <stdio.h>
