@@ -107,7 +107,9 @@ $(B)/tests/%.o: tests/%.c
 	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) -c $< -o $@
 
 # Unit tests link preload objects (built with shim flags, hooks excluded) and report objects.
-$(B)/tests/unit-tests: $(UNIT_SRC:tests/%.c=$(B)/tests/%.o) $(SHIM_CORE_OBJ) $(REPORT_LIB_OBJ)
+# (common/ comes once, with the shim objects)
+$(B)/tests/unit-tests: $(UNIT_SRC:tests/%.c=$(B)/tests/%.o) $(SHIM_CORE_OBJ) \
+                       $(REPORT_LIB_SRC:%.c=$(B)/obj/%.o)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(CRITERION_LIBS) $(UNWIND_LIBS) $(REPORT_LIBS) -ldl -pthread
 
 $(B)/tests/integration-tests: $(INTEG_SRC:tests/%.c=$(B)/tests/%.o) \

@@ -8,7 +8,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define LINE_MAX_BYTES 1024
 
 static volatile int shown; /* messages printed so far; races only ever over-count by a few */
 
@@ -142,7 +141,7 @@ static void emit(const char *prefix, const char *fmt, va_list ap)
         errno = saved;
         return;
     }
-    char line[LINE_MAX_BYTES];
+    char line[MT_LOG_LINE_MAX];
     size_t n = mt_log_fmt(line, sizeof line, "%s", prefix);
     if (k == MT_LOG_MAX_ERRORS + 1)
         n += mt_log_fmt(line + n, sizeof line - n, "further messages suppressed");
@@ -173,7 +172,7 @@ void mt_log_warn(const char *fmt, ...)
 
 void mt_fatal(int status, const char *fmt, ...)
 {
-    char line[LINE_MAX_BYTES];
+    char line[MT_LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
     size_t n = mt_log_fmt(line, sizeof line, "memtrace: error: ");

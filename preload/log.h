@@ -35,5 +35,6 @@ const char *mt_log_errno_text(int err);
 void mt_log_reset(void);
 
 #define MT_LOG_MAX_ERRORS 10
+#define MT_LOG_LINE_MAX   (4096 + 512) /* bytes of one message: a whole path and its context */
 
 #endif

@@ -153,12 +153,19 @@ static void exe_name(char *out, size_t cap)
 static int write_all(const struct iovec *iov, int iovcnt, size_t total)
 {
     struct stat st;
-    if (mt_sys.fstat(fd, &st) != 0 || st.st_dev != fd_dev || st.st_ino != fd_ino) {
+    if (mt_sys.fstat(fd, &st) != 0) {
         int err = errno;
         if (!atomic_exchange(&failed, 1))
-            mt_log_error("trace output lost: %s: descriptor %d was closed or replaced by the "
-                         "program (%s); tracing stopped",
-                         path, fd, mt_log_errno_text(err ? err : EBADF));
+            mt_log_error("trace output lost: %s: descriptor %d was closed by the program (%s); "
+                         "tracing stopped",
+                         path, fd, mt_log_errno_text(err));
+        return -1;
+    }
+    if (st.st_dev != fd_dev || st.st_ino != fd_ino) {
+        if (!atomic_exchange(&failed, 1))
+            mt_log_error("trace output lost: %s: descriptor %d now refers to another file (the "
+                         "program replaced it); tracing stopped",
+                         path, fd);
         return -1;
     }
     long w;
@@ -183,8 +190,8 @@ int mt_writer_record(uint16_t type, const struct iovec *iov, int iovcnt)
 {
     if (!mt_writer_ok())
         return -1;
-    struct iovec v[8];
-    if (iovcnt > 7)
+    struct iovec v[MT_WRITER_MAX_IOV + 1];
+    if (iovcnt < 0 || iovcnt > MT_WRITER_MAX_IOV)
         return -1;
     struct mtf_record_header h;
     size_t payload = 0;

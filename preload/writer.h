@@ -37,7 +37,10 @@ int mt_writer_expand(char *out, size_t cap, const char *pattern, int pid, const 
  * the path and the reason. `origin` is MTF_ORIGIN_*. */
 MT_MUST_CHECK int mt_writer_open(const char *pattern, uint32_t origin, uint32_t max_frames);
 
-/* Write one record: header (magic, type, size, CRC) + the concatenated iovecs. Returns 0, or
+#define MT_WRITER_MAX_IOV 63 /* iovecs one record may be given in */
+
+/* Write one record: header (magic, type, size, CRC) + the concatenated iovecs (at most
+ * MT_WRITER_MAX_IOV; more is a caller bug and returns -1). Returns 0, or
  * -1 if the writer is not open or failed (then or earlier); the first failure prints one line
  * with path, offset and reason and stops all further writes. */
 MT_MUST_CHECK int mt_writer_record(uint16_t type, const struct iovec *iov, int iovcnt);

@@ -252,17 +252,18 @@ Test(log, error_preserves_errno_when_stderr_is_closed)
 
 Test(log, long_message_is_cut_to_one_line, .init = cr_redirect_stderr)
 {
-    static char big[3000];
+    static char big[6000];
     memset(big, 'a', sizeof big - 1);
     mt_log_error("%s", big);
-    static char out[4096];
+    static char out[8192];
     size_t n = read_stderr(out, sizeof out);
     const char *prefix = "memtrace: error: aaaa";
     cr_expect(eq(int, strncmp(out, prefix, strlen(prefix)), 0));
     cr_assert(gt(sz, n, 0));
     cr_expect(eq(chr, out[n - 1], '\n'), "ends with a newline");
     cr_expect(eq(ptr, strchr(out, '\n'), out + n - 1), "exactly one newline");
-    cr_expect(le(sz, n, 1024), "bounded by the stack buffer: %zu bytes", n);
+    cr_expect(le(sz, n, MT_LOG_LINE_MAX), "bounded by the stack buffer: %zu bytes", n);
+    cr_expect(ge(sz, n, 4096 + 17), "a whole path fits: %zu bytes", n);
 }
 
 /* ---- the cap --------------------------------------------------------------------------------- */
