@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,22 @@
 
 #include "helpers.h"
 
-TestSuite(realprogs, .init = h_tmpdir_setup, .fini = h_tmpdir_teardown, .timeout = 120);
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* h_tmpdir_teardown removes plain files only: the git test leaves repositories behind. */
+static void teardown(void)
+{
+    if (h_tmpdir()[0] != '\0')
+        nftw(h_tmpdir(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    h_tmpdir_teardown();
+}
+
+TestSuite(realprogs, .init = h_tmpdir_setup, .fini = teardown, .timeout = 120);
 
 #define MAX_TRACES 4096
 
