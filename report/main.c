@@ -210,6 +210,7 @@ int main(int argc, char **argv)
     if (out_rc == 0 && rc < 0) {
         t.error_code = rc;
         t.error = reader_error(r);
+        t.error_offset = st->error_offset;
     } else if (out_rc == 0 && !st->complete) {
         snprintf(incomplete, sizeof(incomplete),
                  "%s: offset %" PRIu64 ": no END record: the trace is incomplete (the process "
@@ -217,6 +218,7 @@ int main(int argc, char **argv)
                  "missing",
                  reader_name(r), st->valid_bytes);
         t.error = incomplete;
+        t.error_offset = st->valid_bytes;
     }
 
     if (out_rc == 0 && env.mode == MODE_SUMMARY)

@@ -28,6 +28,7 @@ struct render_trace {
     int error_code;                /* RD_ERR_* that stopped reading, 0 if none */
     const char *error;             /* the line main.c prints on stderr (without the program
                                       name), or NULL when the exit status is 0 */
+    uint64_t error_offset;         /* the offset that line names, when error is not NULL */
 };
 
 /* --events (render_events.c): the file header as one line, then one line per item. */

@@ -175,7 +175,7 @@ int render_json(FILE *out, const struct render_trace *t)
     put_u64(&j, "records", st->records);
     put_u64(&j, "chunks", st->chunks);
     if (t->error)
-        put_u64(&j, "error_offset", st->error_offset);
+        put_u64(&j, "error_offset", t->error_offset);
     else
         put_null(&j, "error_offset");
     put_str(&j, "error", t->error);

@@ -1715,6 +1715,16 @@ Test(cli, exits_2_when_the_trace_has_no_end_record)
               c.err);
     cr_expect(ne(ptr, strstr(c.out, "status    INCOMPLETE"), NULL), "%s", c.out);
     cli_free(&c);
+
+    c = run_cli(NULL, (const char *[]){ "--json", path, NULL });
+    cr_expect(eq(int, c.status, 2));
+    char want[64];
+    snprintf(want, sizeof(want), "\"error_offset\": %zu,", bounds[nb - 2]);
+    cr_expect(ne(ptr, strstr(c.out, want), NULL), "the offset the message names:\n%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\"complete\": false,"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\"truncated\": false,"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\"end\": null,"), NULL), "%s", c.out);
+    cli_free(&c);
 }
 
 Test(cli, exits_2_for_a_file_that_is_not_a_trace)
