@@ -32,8 +32,10 @@ static struct mt_sys real; /* the default system calls, for fault wrappers to fo
 
 static void writer_setup(void)
 {
-    char tmpl[] = "/tmp/mt-writer-XXXXXX";
-    cr_assert(ne(ptr, mkdtemp(tmpl), NULL), "mkdtemp: %s", strerror(errno));
+    const char *base = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    snprintf(tmpl, sizeof tmpl, "%s/mt-writer-XXXXXX", base && *base ? base : "/tmp");
+    cr_assert(ne(ptr, mkdtemp(tmpl), NULL), "mkdtemp %s: %s", tmpl, strerror(errno));
     cr_assert(ne(ptr, realpath(tmpl, tmp), NULL));
     mt_writer_sys_default();
     real = mt_sys;
