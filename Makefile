@@ -133,14 +133,14 @@ $(B)/examples/%: examples/%.c
 	$(call quiet,CC,$@)$(CC) -O2 -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -o $@ $< -ldl
 
 test: all $(B)/tests/unit-tests $(B)/tests/integration-tests $(PROGS)
-	$(Q)MEMTRACE_BUILD=$(abspath $(B)) $(B)/tests/unit-tests $(TEST_ARGS)
-	$(Q)MEMTRACE_BUILD=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
+	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/unit-tests $(TEST_ARGS)
+	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
 
 unit: $(B)/tests/unit-tests
 	$(Q)$(B)/tests/unit-tests $(TEST_ARGS)
 
 integration: all $(B)/tests/integration-tests $(PROGS)
-	$(Q)MEMTRACE_BUILD=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
+	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
 
 # ---- benchmarks (never part of test) -------------------------------------------------------
 $(B)/bench/bench_hooks: tests/bench/bench_hooks.c

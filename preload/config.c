@@ -123,6 +123,7 @@ static const struct var vars[] = {
     { "OUTPUT", K_PATH, 0, 0, "a file path; %p pid, %e executable name" },
     { "DEPTH", K_UINT, 1, 256, "a number of stack frames, 1..256" },
     { "BUFFER", K_SIZE, 4096, 64ULL << 20, "a per-thread buffer size, 4K..64M" },
+    { "EXEC_PID", K_UINT, 1, 0x7fffffff, "a process id (set by memtrace itself)" },
 };
 
 static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
@@ -133,6 +134,8 @@ static void store(struct mt_config *cfg, const struct var *v, const char *val, u
         cfg->max_frames = (uint32_t)num;
     } else if (strcmp(v->name, "BUFFER") == 0) {
         cfg->buffer_bytes = (uint32_t)num;
+    } else if (strcmp(v->name, "EXEC_PID") == 0) {
+        cfg->exec_pid = (uint32_t)num;
     }
 }
 
@@ -190,6 +193,19 @@ int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t 
         store(cfg, v, val, num);
     }
     return 0;
+}
+
+void mt_config_forget_exec_pid(char **envp)
+{
+    size_t k = 0;
+    for (size_t i = 0; envp != NULL && envp[i] != NULL; i++) {
+        const char *e = envp[i];
+        if (strncmp(e, MT_EXEC_PID_VAR "=", sizeof MT_EXEC_PID_VAR) == 0)
+            continue;
+        envp[k++] = envp[i];
+    }
+    if (envp != NULL)
+        envp[k] = NULL;
 }
 
 void mt_config_load(void)

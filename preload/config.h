@@ -14,7 +14,15 @@ struct mt_config {
     char output[MT_PATH_MAX]; /* MEMTRACE_OUTPUT pattern: %p pid, %e executable name, %% */
     uint32_t max_frames;      /* MEMTRACE_DEPTH: frames kept per stack, 1..256 */
     uint32_t buffer_bytes;    /* MEMTRACE_BUFFER: per-thread event buffer, 4K..64M */
+    uint32_t exec_pid;        /* MEMTRACE_EXEC_PID (set by the shim itself before execve): the
+                                 pid whose traced image exec'd this one, 0 if none */
 };
+
+#define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"
+
+/* Remove MEMTRACE_EXEC_PID from the environment array in place (no allocation), so the program
+ * and its children never see it. */
+void mt_config_forget_exec_pid(char **envp);
 
 #define MT_DEFAULT_OUTPUT       "memtrace.%e.%p.mtrace"
 #define MT_DEFAULT_MAX_FRAMES   64

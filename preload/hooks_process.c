@@ -6,13 +6,16 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hooks.h"
 #include "memtrace/format.h"
+#include "config.h"
 #include "modules.h"
+#include "writer.h"
 
 static void event0(unsigned kind, unsigned flags, const uint64_t *f)
 {
@@ -39,52 +42,101 @@ MT_EXPORT pid_t fork(void)
     return pid;
 }
 
-/* Before the image is replaced: everything buffered is written, then END. If the exec fails,
- * tracing goes on, writing through (the END already written says "exec"). */
-static void before_exec(void)
+/* Before the image is replaced: everything buffered is written, then END, and the new image is
+ * told through MEMTRACE_EXEC_PID that it continues this process (its header says "exec").
+ * Returns the environment to pass on (a private copy in an anonymous mapping, *map_len bytes, or
+ * `envp` itself when nothing is to be done). If the exec fails, tracing goes on. */
+static char exec_var[64];
+
+static char **before_exec(char *const envp[], size_t *map_len)
 {
+    *map_len = 0;
     if (mt_hook_ready() != 0 || mt_guard_active())
-        return;
+        return (char **)envp;
+    /* A vfork child (or a raw clone) shares our memory but is another process: its exec must not
+     * end our trace (pitfalls.md §9). */
+    int pid = (int)syscall(SYS_getpid);
+    if (pid != mt_writer_pid())
+        return (char **)envp;
     event0(MTF_EV_EXEC, 0, NULL);
     mt_init_finish(MTF_END_EXEC, -1);
+    size_t n = 0;
+    while (envp != NULL && envp[n] != NULL)
+        n++;
+    *map_len = ((n + 2) * sizeof(char *) + 4095) & ~(size_t)4095;
+    long m = syscall(SYS_mmap, NULL, *map_len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m < 0 && m > -4096) {
+        *map_len = 0;
+        return (char **)envp;
+    }
+    char **out = (char **)m;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(envp[i], MT_EXEC_PID_VAR "=", sizeof MT_EXEC_PID_VAR) != 0)
+            out[k++] = envp[i];
+    char num[16];
+    size_t d = 0;
+    do {
+        num[d++] = (char)('0' + pid % 10);
+        pid /= 10;
+    } while (pid > 0);
+    size_t v = sizeof MT_EXEC_PID_VAR - 1;
+    memcpy(exec_var, MT_EXEC_PID_VAR "=", v + 1);
+    for (size_t i = 0; i < d; i++)
+        exec_var[v + 1 + i] = num[d - 1 - i];
+    exec_var[v + 1 + d] = '\0';
+    out[k++] = exec_var;
+    out[k] = NULL;
+    return out;
 }
 
-static int after_exec_failed(int rc)
+static int after_exec_failed(int rc, char **env, size_t map_len)
 {
     int err = errno;
-    mt_init_exec_failed();
+    if (map_len != 0) {
+        syscall(SYS_munmap, env, map_len);
+        mt_init_exec_failed();
+    }
     errno = err;
     return rc;
 }
 
+extern char **environ;
+
 MT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-    before_exec();
-    return after_exec_failed(mt_real.execve(path, argv, envp));
+    size_t len;
+    char **env = before_exec(envp, &len);
+    return after_exec_failed(mt_real.execve(path, argv, env), env, len);
 }
 
 MT_EXPORT int execv(const char *path, char *const argv[])
 {
-    before_exec();
-    return after_exec_failed(mt_real.execv(path, argv));
+    size_t len;
+    char **env = before_exec(environ, &len);
+    return after_exec_failed(mt_real.execve(path, argv, env), env, len);
 }
 
 MT_EXPORT int execvp(const char *file, char *const argv[])
 {
-    before_exec();
-    return after_exec_failed(mt_real.execvp(file, argv));
+    size_t len;
+    char **env = before_exec(environ, &len);
+    return after_exec_failed(mt_real.execvpe(file, argv, env), env, len);
 }
 
 MT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    before_exec();
-    return after_exec_failed(mt_real.execvpe(file, argv, envp));
+    size_t len;
+    char **env = before_exec(envp, &len);
+    return after_exec_failed(mt_real.execvpe(file, argv, env), env, len);
 }
 
 MT_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    before_exec();
-    return after_exec_failed(mt_real.fexecve(fd, argv, envp));
+    size_t len;
+    char **env = before_exec(envp, &len);
+    return after_exec_failed(mt_real.fexecve(fd, argv, env), env, len);
 }
 
 /* execl, execlp, execle: glibc builds an argv and calls execve/execvpe internally, where we
@@ -113,8 +165,6 @@ static char **collect(const char *arg0, va_list ap, size_t *map_len, char ***env
         *envp_out = va_arg(ap, char **);
     return argv;
 }
-
-extern char **environ;
 
 #define EXECL_BODY(call, with_env)                                                                \
     va_list ap;                                                                                   \

@@ -23,6 +23,8 @@
 #include "unwind.h"
 #include "writer.h"
 
+extern char **environ;
+
 static atomic_int early_done, full_done, finished;
 static volatile int exit_status = -1;
 static volatile int status_known;
@@ -89,10 +91,11 @@ static void atfork_child(void);
 static void open_trace(uint32_t origin)
 {
     if (mt_writer_open(mt_config.output, origin, mt_config.max_frames) != 0) {
-        if (origin == MTF_ORIGIN_START)
-            mt_fatal(MT_EXIT_CONFIG, "no trace can be written; set MEMTRACE_OUTPUT to a "
-                                     "writable path");
-        return; /* a child without a file: its events are counted as dropped */
+        /* The writer has said which path and why, in one line. A program that was asked to be
+         * traced must not run untraced; a fork child goes on and counts its events as dropped. */
+        if (origin != MTF_ORIGIN_FORK)
+            syscall(SYS_exit_group, MT_EXIT_CONFIG);
+        return;
     }
     write_process();
     mt_modules_update(1);
@@ -112,9 +115,11 @@ static void init_full(void)
         return;
     }
     mt_config_load();
+    mt_config_forget_exec_pid(environ);
     mt_tbuf_init();
     pthread_atfork(NULL, NULL, atfork_child);
-    open_trace(MTF_ORIGIN_START);
+    int execd = mt_config.exec_pid != 0 && mt_config.exec_pid == (uint32_t)syscall(SYS_getpid);
+    open_trace(execd ? MTF_ORIGIN_EXEC : MTF_ORIGIN_START);
     mt_guard_set(saved);
 }
 
@@ -146,8 +151,8 @@ void mt_init_finish(uint32_t reason, int32_t status)
         return;
     uint32_t saved = mt_tls.in;
     mt_guard_set(MT_IN_HOOK);
+    mt_tbuf_set_final(1); /* first: threads still running write through from now on */
     mt_tbuf_flush_all();
-    mt_tbuf_set_final(1);
     if (mt_writer_ok()) {
         (void)mt_tbuf_write_end(reason, status);
     } else if (mt_writer_failed() && mt_tbuf_dropped() > 0) {

@@ -91,6 +91,8 @@ void mt_real_init(void)
     mt_real._Exit = need("_Exit");
     mt_real.abort = need("abort");
     mt_real.libc_start_main = need("__libc_start_main");
+    mt_real.read = need("read");
+    mt_real.write = need("write");
     MT_BARRIER();
     mt_real.ready = 1;
     resolving = 0;

@@ -38,6 +38,8 @@ struct mt_real {
     void (*abort)(void) __attribute__((noreturn));
     int (*libc_start_main)(int (*)(int, char **, char **), int, char **, void (*)(void),
                            void (*)(void), void (*)(void), void *);
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*write)(int, const void *, size_t);
     volatile int ready; /* 1 once every pointer above is set */
 };
 

@@ -15,11 +15,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -58,7 +60,7 @@ struct mt_thread {
     uint32_t rounds; /* thread-exit destructor calls so far */
     uint32_t npending;
     struct mt_stack_node *pending[PENDING_MAX]; /* defined in this generation, not yet marked */
-    uint64_t counts[MTF_EV_KIND_COUNT];         /* events appended, per kind (cumulative) */
+    uint64_t gen_counts[MTF_EV_KIND_COUNT];     /* events of the current generation, per kind */
     struct mt_stack_cache cache;
 };
 
@@ -66,7 +68,8 @@ static _Atomic(struct mt_thread *) registry;
 static _Atomic uint32_t serials;
 static atomic_int final_mode;
 static _Atomic uint64_t dropped;
-static _Atomic uint64_t wt_counts[MTF_EV_KIND_COUNT]; /* write-through events, per kind */
+static _Atomic uint64_t written[MTF_EV_KIND_COUNT]; /* events in chunks written, per kind */
+static atomic_int writes_in_flight; /* chunk writes under way (the finisher waits for them) */
 static pthread_key_t exit_key;
 static int have_key;
 
@@ -97,6 +100,8 @@ void mt_tbuf_init(void)
 {
     if (!have_key && pthread_key_create(&exit_key, thread_exit) == 0)
         have_key = 1;
+    /* needed once before MEMBARRIER_CMD_PRIVATE_EXPEDITED can be used (Linux >= 4.14) */
+    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
 }
 
 uint64_t mt_tbuf_dropped(void)
@@ -107,6 +112,13 @@ uint64_t mt_tbuf_dropped(void)
 void mt_tbuf_set_final(int on)
 {
     atomic_store(&final_mode, on);
+    if (on) {
+        /* Every other thread either sees final_mode at its next check, or its last published
+         * `len` is visible to our steal: the expedited membarrier is the full fence their
+         * fast path leaves out (pitfall: a store followed by a load may be reordered). */
+        if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+            atomic_thread_fence(memory_order_seq_cst);
+    }
 }
 
 /* ---- generations ------------------------------------------------------------------------- */
@@ -118,6 +130,7 @@ static void start_generation(struct mt_thread *t)
     __atomic_store_n(&t->base_stack, t->st.stack, __ATOMIC_RELAXED);
     t->nevents = 0;
     t->first_ts = 0;
+    memset(t->gen_counts, 0, sizeof t->gen_counts);
 }
 
 static int write_chunk(struct mt_thread *t, uint32_t epoch, uint32_t offset,
@@ -139,10 +152,16 @@ static int write_chunk(struct mt_thread *t, uint32_t epoch, uint32_t offset,
     c.flags = flags;
     c.events_size = size;
     struct iovec v[2] = { { &c, sizeof c }, { (void *)events, size } };
-    if (mt_writer_record(MTF_REC_EVENTS, v, 2) != 0) {
+    atomic_fetch_add(&writes_in_flight, 1);
+    int rc = mt_writer_record(MTF_REC_EVENTS, v, 2);
+    atomic_fetch_sub(&writes_in_flight, 1);
+    if (rc != 0) {
         atomic_fetch_add(&dropped, sc->nevents);
         return -1;
     }
+    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
+        if (sc->counts[k])
+            atomic_fetch_add_explicit(&written[k], sc->counts[k], memory_order_relaxed);
     return 0;
 }
 
@@ -171,6 +190,7 @@ static void flush_thread(struct mt_thread *t, uint32_t flags)
             sc.nevents = t->nevents;
             sc.first_ts = t->first_ts;
             sc.last_ts = t->st.ts;
+            memcpy(sc.counts, t->gen_counts, sizeof sc.counts);
         } else {
             struct mt_scan skip;
             if (mt_enc_scan(t->buf, done, &base, &skip) != 0) /* base becomes the state at done */
@@ -401,13 +421,9 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
         mt_tls.serial = atomic_fetch_add(&serials, 1) + 1;
     pseudo.serial = mt_tls.serial;
     if (write_chunk(&pseudo, 0, 0, &base, &sc, ev, (uint32_t)(p - ev),
-                    MTF_CHUNKF_WRITETHROUGH) == 0) {
-        if (node != NULL)
-            mt_stack_mark_written(node);
-        for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
-            if (sc.counts[k])
-                atomic_fetch_add(&wt_counts[k], sc.counts[k]);
-    }
+                    MTF_CHUNKF_WRITETHROUGH) == 0 &&
+        node != NULL)
+        mt_stack_mark_written(node);
 }
 
 void mt_tbuf_nested(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields)
@@ -445,7 +461,7 @@ void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f
                     t->first_ts = ts;
                 p = put_stack_def(p, &t->st, ts, node);
                 t->nevents++;
-                t->counts[MTF_EV_STACK]++;
+                t->gen_counts[MTF_EV_STACK]++;
                 t->cache.mark[slot] = t->epoch + 1;
                 t->pending[t->npending++] = node;
             }
@@ -456,8 +472,13 @@ void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f
     p = mt_put_head(p, &t->st, kind, flags, ts);
     p = put_fields(p, &t->st, kind, fields, stack);
     t->nevents++;
-    t->counts[kind]++;
+    t->gen_counts[kind]++;
     atomic_store_explicit(&t->len, len + (uint32_t)(p - start), memory_order_release);
+    /* The process began to end while we appended: the finisher may already have taken this
+     * buffer, so write the rest ourselves (the claim word keeps the two from overlapping).
+     * mt_tbuf_final_barrier() makes this check and the store above visible in order. */
+    if (MT_UNLIKELY(atomic_load_explicit(&final_mode, memory_order_relaxed)))
+        flush_thread(t, 0);
 }
 
 void mt_tbuf_flush_self(void)
@@ -475,6 +496,12 @@ void mt_tbuf_flush_all(void)
     for (struct mt_thread *t = atomic_load(&registry); t; t = t->next)
         if (t != mt_tls.thread && atomic_load(&t->state) == T_ACTIVE)
             steal(t);
+    /* Another thread may be in the middle of writing a full buffer: exit_group would cut a
+     * multi-page write short and leave a torn record, so give it a moment (bounded). */
+    for (int i = 0; i < 2000 && atomic_load(&writes_in_flight) > 0; i++) {
+        struct timespec nap = { 0, 100000 };
+        syscall(SYS_nanosleep, &nap, NULL);
+    }
 }
 
 int mt_tbuf_write_end(uint32_t reason, int32_t status)
@@ -485,13 +512,12 @@ int mt_tbuf_write_end(uint32_t reason, int32_t status)
     e.reason = reason;
     e.status = status;
     e.threads = atomic_load(&serials);
-    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
-        e.counts[k] = atomic_load(&wt_counts[k]);
-    for (struct mt_thread *t = atomic_load(&registry); t; t = t->next)
-        for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
-            e.counts[k] += t->counts[k];
-    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
+    /* Counted when their chunk was written, so END never claims an event the file lacks even
+     * while other threads still run. */
+    for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++) {
+        e.counts[k] = atomic_load(&written[k]);
         e.events += e.counts[k];
+    }
     e.dropped = atomic_load(&dropped);
     struct iovec v = { &e, sizeof e };
     return mt_writer_record(MTF_REC_END, &v, 1);
@@ -505,13 +531,12 @@ void mt_tbuf_fork_child(void)
     atomic_store(&serials, 0);
     atomic_store(&dropped, 0);
     atomic_store(&final_mode, 0);
+    atomic_store(&writes_in_flight, 0);
     for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
-        atomic_store(&wt_counts[k], 0);
-    for (struct mt_thread *t = atomic_load(&registry); t; t = t->next) {
-        memset(t->counts, 0, sizeof t->counts);
+        atomic_store(&written[k], 0);
+    for (struct mt_thread *t = atomic_load(&registry); t; t = t->next)
         if (t != self)
             atomic_store(&t->state, T_RETIRED); /* its thread does not exist here */
-    }
     if (self != NULL)
         thread_adopt(self); /* the parent's buffered events are the parent's to write */
 }

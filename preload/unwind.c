@@ -96,19 +96,20 @@ uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
     int got = unw_backtrace(raw, (int)want);
     if (got < 0)
         got = 0;
-    int skip = 0;
-    while (skip < got && in(shim_ranges, nshim, (uintptr_t)raw[skip]))
-        skip++;
-    uint32_t n = (uint32_t)(got - skip);
+    /* Drop every frame of the shim: the hook frames on top, and main_wrapper() between main
+     * and the C library at the bottom. */
+    uint32_t n = 0;
     *trunc = 0;
-    if (n > max) {
-        n = max;
-        *trunc = 1;
-    } else if ((uint32_t)got == want) {
-        /* filled the whole buffer: more frames may exist beyond it */
-        *trunc = 1;
+    for (int i = 0; i < got; i++) {
+        if (in(shim_ranges, nshim, (uintptr_t)raw[i]))
+            continue;
+        if (n == max) {
+            *trunc = 1;
+            break;
+        }
+        frames[n++] = (uint64_t)(uintptr_t)raw[i];
     }
-    for (uint32_t i = 0; i < n; i++)
-        frames[i] = (uint64_t)(uintptr_t)raw[skip + i];
+    if ((uint32_t)got == want)
+        *trunc = 1; /* filled the whole buffer: more frames may exist beyond it */
     return n;
 }

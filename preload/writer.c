@@ -58,6 +58,7 @@ static ino_t fd_ino;
 static _Atomic uint64_t offset; /* bytes written, for messages */
 static atomic_int failed;
 static char path[4096 + 16];
+static int open_pid;
 static char cwd[4096];
 
 int mt_writer_ok(void)
@@ -68,6 +69,11 @@ int mt_writer_ok(void)
 int mt_writer_failed(void)
 {
     return atomic_load_explicit(&failed, memory_order_relaxed);
+}
+
+int mt_writer_pid(void)
+{
+    return open_pid;
 }
 
 const char *mt_writer_path(void)
@@ -87,6 +93,7 @@ void mt_writer_forget(void)
     if (fd >= 0)
         mt_sys.close(fd);
     fd = -1;
+    open_pid = 0;
     atomic_store(&failed, 0);
     atomic_store(&offset, 0);
     path[0] = '\0';
@@ -150,23 +157,40 @@ static void exe_name(char *out, size_t cap)
         out[NAME_MAX_LEN - 40] = '\0';
 }
 
+/* Open the trace again by name and check it is the file we created. 0 on success. */
+static int reopen(void)
+{
+    int f = mt_sys.open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (f < 0)
+        return -1;
+    struct stat st;
+    if (mt_sys.fstat(f, &st) != 0 || st.st_dev != fd_dev || st.st_ino != fd_ino) {
+        mt_sys.close(f);
+        return -1;
+    }
+    int high = mt_sys.dupfd(f, MIN_FD);
+    if (high >= 0) {
+        mt_sys.close(f);
+        f = high;
+    }
+    fd = f; /* the old number is the program's now, or closed: it is not ours to close */
+    return 0;
+}
+
 static int write_all(const struct iovec *iov, int iovcnt, size_t total)
 {
     struct stat st;
-    if (mt_sys.fstat(fd, &st) != 0) {
-        int err = errno;
-        if (!atomic_exchange(&failed, 1))
-            mt_log_error("trace output lost: %s: descriptor %d was closed by the program (%s); "
-                         "tracing stopped",
-                         path, fd, mt_log_errno_text(err));
-        return -1;
-    }
-    if (st.st_dev != fd_dev || st.st_ino != fd_ino) {
-        if (!atomic_exchange(&failed, 1))
-            mt_log_error("trace output lost: %s: descriptor %d now refers to another file (the "
-                         "program replaced it); tracing stopped",
-                         path, fd);
-        return -1;
+    if (mt_sys.fstat(fd, &st) != 0 || st.st_dev != fd_dev || st.st_ino != fd_ino) {
+        /* The program closed our descriptor or reused its number (daemons close everything):
+         * never write into its file; reopen ours by name if it is still the same file. */
+        int replaced = mt_sys.fstat(fd, &st) == 0;
+        if (reopen() != 0) {
+            if (!atomic_exchange(&failed, 1))
+                mt_log_error("trace output lost: %s: descriptor %d was %s by the program and "
+                             "the file cannot be reopened; tracing stopped",
+                             path, fd, replaced ? "replaced" : "closed");
+            return -1;
+        }
     }
     long w;
     do {
@@ -183,6 +207,7 @@ static int write_all(const struct iovec *iov, int iovcnt, size_t total)
         mt_log_error("cannot write trace: %s: offset %llu: %s; tracing stopped, the trace is "
                      "incomplete",
                      path, (unsigned long long)atomic_load(&offset), mt_log_errno_text(err));
+    errno = err;
     return -1;
 }
 
@@ -209,7 +234,8 @@ int mt_writer_record(uint16_t type, const struct iovec *iov, int iovcnt)
     h.crc32c = crc;
     v[0].iov_base = &h;
     v[0].iov_len = sizeof h;
-    memcpy(&v[1], iov, (size_t)iovcnt * sizeof *iov);
+    if (iovcnt > 0)
+        memcpy(&v[1], iov, (size_t)iovcnt * sizeof *iov);
     return write_all(v, iovcnt + 1, sizeof h + payload);
 }
 
@@ -275,6 +301,7 @@ int mt_writer_open(const char *pattern, uint32_t origin, uint32_t max_frames)
         return -err;
     }
     fd = f;
+    open_pid = pid;
     fd_dev = st.st_dev;
     fd_ino = st.st_ino;
     atomic_store(&failed, 0);
@@ -295,5 +322,7 @@ int mt_writer_open(const char *pattern, uint32_t origin, uint32_t max_frames)
     h.max_frames = max_frames;
     h.pointer_size = sizeof(void *);
     struct iovec v = { &h, sizeof h };
-    return write_all(&v, 1, sizeof h) == 0 ? 0 : -EIO;
+    if (write_all(&v, 1, sizeof h) != 0)
+        return errno ? -errno : -EIO;
+    return 0;
 }

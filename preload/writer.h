@@ -54,6 +54,10 @@ int mt_writer_failed(void);
 /* Forget the inherited descriptor without touching the parent's file (fork child). */
 void mt_writer_forget(void);
 
+/* Process id the open trace belongs to (0 when none). A different getpid() means we run in a
+ * vfork child sharing the traced process's memory. */
+int mt_writer_pid(void);
+
 /* Path of the open trace ("" when none). */
 const char *mt_writer_path(void);
 

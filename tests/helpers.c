@@ -25,7 +25,7 @@ const char *h_build(void)
 {
     static char build[4096];
     if (build[0] == '\0') {
-        const char *b = getenv("MEMTRACE_BUILD");
+        const char *b = getenv("MT_BUILD_DIR");
         if (b == NULL || *b == '\0')
             b = "build";
         if (realpath(b, build) == NULL)

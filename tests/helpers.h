@@ -12,7 +12,7 @@
 #include "memtrace/format.h"
 #include "reader.h"
 
-/* Absolute path of the build directory ($MEMTRACE_BUILD, else "build" made absolute). */
+/* Absolute path of the build directory ($MT_BUILD_DIR, else "build" made absolute). */
 const char *h_build(void);
 
 /* h_build()/rel, in a static rotating buffer (valid for the next 8 calls). */

@@ -757,11 +757,14 @@ Test(robustness, full_disk_leaves_the_program_unaffected_and_the_trace_incomplet
     cr_assert_eq(r.status, plain.status, "exit status %d, %d without the shim", r.status,
                  plain.status);
     cr_assert_str_eq(r.out, plain.out, "stdout must not change");
-    cr_assert_eq(count_prefixed_lines(r.err, "memtrace: error: "), 1,
-                 "one memtrace error line expected, stderr:\n%s", r.err);
-    cr_assert_eq(count_lines(r.err), 1, "nothing else on stderr:\n%s", r.err);
+    /* Two lines: the failure as it happens (path, offset, reason), and at exit how many calls
+     * went unrecorded (STYLE 2.4: with no trailer, the count goes into the final message). */
+    cr_assert_eq(count_prefixed_lines(r.err, "memtrace: error: "), 2,
+                 "the failure and the final count expected, stderr:\n%s", r.err);
+    cr_assert_eq(count_lines(r.err), 2, "nothing else on stderr:\n%s", r.err);
     cr_assert(strstr(r.err, "No space left on device") != NULL, "%s", r.err);
     cr_assert(strstr(r.err, dir) != NULL, "the line should name the trace: %s", r.err);
+    cr_assert(strstr(r.err, "calls were not recorded") != NULL, "the count is stated: %s", r.err);
 
     /* the trace is the one file in the mounted directory */
     DIR *d = opendir(dir);
@@ -821,27 +824,18 @@ static void check_user_file_intact(const char *mode)
               mode, len, n, first);
     free(got);
 
-    /* tracing stopped with a message naming the trace and the descriptor */
-    cr_assert(count_lines(r.err) >= 1, "%s: tracing must stop with a message", mode);
-    cr_assert_eq(count_prefixed_lines(r.err, "memtrace: "), count_lines(r.err),
-                 "%s: only memtrace lines expected on stderr:\n%s", mode, r.err);
-    cr_assert(strstr(r.err, "descriptor") != NULL && strstr(r.err, "fds.") != NULL,
-              "%s: the message should name the descriptor and the trace:\n%s", mode, r.err);
-    if (strcmp(mode, "occupy") == 0)
-        cr_assert(strstr(r.err, "Bad file descriptor") == NULL,
-                  "the descriptor was valid (it named the program's file), the message must not "
-                  "give EBADF as the reason:\n%s",
-                  r.err);
+    /* The shim reopens its trace by name (it never writes through a number it no longer owns)
+     * and goes on: nothing on stderr, and a complete trace. */
+    cr_assert_eq(count_lines(r.err), 0, "%s: nothing expected on stderr:\n%s", mode, r.err);
     char *paths[4];
     size_t k = h_traces("fds.", paths, 4);
     cr_assert_eq(k, 1, "%zu traces", k);
     struct h_trace t;
     h_load(paths[0], &t);
-    cr_assert_eq(t.rc, 0, "%s: the trace must read cleanly up to where it stopped: %s", mode,
-                 t.error);
-    cr_assert_eq(t.status.complete, 0, "%s: a trace that stopped early must not claim an END",
-                 mode);
-    cr_assert(t.nevents > 0, "%s: the events from before the close are in the trace", mode);
+    cr_assert_eq(t.rc, 0, "%s: the trace must read cleanly: %s", mode, t.error);
+    cr_assert_eq(t.status.complete, 1, "%s: tracing goes on to the END record", mode);
+    cr_assert_eq(t.dropped, 0, "%s: nothing dropped", mode);
+    cr_assert(t.nevents > 0, "%s: the events are in the trace", mode);
     h_trace_free(&t);
     h_free_paths(paths, k);
     h_run_free(&r);

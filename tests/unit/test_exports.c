@@ -1,7 +1,7 @@
 /* The built libmemtrace.so, inspected with binutils: it must export exactly the hooks listed in
  * preload/libmemtrace.map (every other symbol would interpose on the host program too), and its
  * static TLS must stay a few words (pitfalls.md §4: a large initial-exec TLS block makes dlopen of
- * the shim fail). The library is found in $MEMTRACE_BUILD, else in ./build.
+ * the shim fail). The library is found in $MT_BUILD_DIR, else in ./build.
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -48,12 +48,16 @@ static const char *const hooks[] = {
     "dlmopen",
     "dlclose",
     "__libc_start_main",
+    "pipe2",
+    "close",
+    "read",
+    "write",
 };
 #define NHOOKS (sizeof hooks / sizeof hooks[0])
 
 static void shim_path(char *out, size_t cap)
 {
-    const char *dir = getenv("MEMTRACE_BUILD");
+    const char *dir = getenv("MT_BUILD_DIR");
     if (dir == NULL || dir[0] == '\0')
         dir = "build";
     int n = snprintf(out, cap, "%s/libmemtrace.so", dir);

@@ -1586,11 +1586,11 @@ static char *slurp(const char *path)
     return s;
 }
 
-/* Run build/memtrace-report (or $MEMTRACE_BUILD/memtrace-report) with `args` (NULL-terminated),
+/* Run build/memtrace-report (or $MT_BUILD_DIR/memtrace-report) with `args` (NULL-terminated),
  * stdin from `in` (NULL: /dev/null), capturing stdout and stderr. */
 static struct cli run_cli(const char *in, const char *const *args)
 {
-    const char *dir = getenv("MEMTRACE_BUILD");
+    const char *dir = getenv("MT_BUILD_DIR");
     char exe[4200];
     snprintf(exe, sizeof(exe), "%s/memtrace-report", dir && *dir ? dir : "build");
     cr_assert(eq(int, access(exe, X_OK), 0),
@@ -1903,7 +1903,7 @@ Test(cli, exits_3_when_the_output_cannot_be_written)
 {
     /* /dev/full fails every write with ENOSPC: the report must say so, not exit 0. */
     const char *path = sample_file("full.mtr", 0, NULL, NULL);
-    const char *dir = getenv("MEMTRACE_BUILD");
+    const char *dir = getenv("MT_BUILD_DIR");
     char exe[4200];
     snprintf(exe, sizeof(exe), "%s/memtrace-report", dir && *dir ? dir : "build");
     char *argv[] = { exe, "--events", (char *)path, NULL };

@@ -719,7 +719,7 @@ Test(writer, replaced_descriptor_message_does_not_blame_stale_errno, .init = cr_
               "fstat succeeded, so errno says nothing about this failure: \"%s\"", out);
 }
 
-Test(writer, closed_and_reused_descriptor_is_not_written, .init = cr_redirect_stderr)
+Test(writer, closed_and_reused_descriptor_is_reopened_not_written)
 {
     open_plain("t.mtr");
     int f = find_fd(mt_writer_path(), 900, 1100);
@@ -733,21 +733,37 @@ Test(writer, closed_and_reused_descriptor_is_not_written, .init = cr_redirect_st
     cr_assert(eq(int, close(g), 0));
 
     struct iovec v = { "abc", 3 };
-    cr_expect(eq(int, mt_writer_record(MTF_REC_EVENTS, &v, 1), -1));
+    cr_expect(eq(int, mt_writer_record(MTF_REC_EVENTS, &v, 1), 0),
+              "the trace is reopened by name and goes on");
     cr_expect(eq(long, (long)file_size(other), 0), "the program's file got no trace bytes");
-    cr_expect(eq(long, (long)file_size(mt_writer_path()), MTF_FILE_HEADER_SIZE));
-    cr_expect(eq(int, mt_writer_failed(), 1));
-    expect_one_error_line(mt_writer_path(), NULL, NULL);
+    cr_expect(eq(long, (long)file_size(mt_writer_path()),
+                 MTF_FILE_HEADER_SIZE + MTF_RECORD_HEADER_SIZE + 3));
+    cr_expect(eq(int, mt_writer_failed(), 0));
+    struct stat st;
+    cr_expect(eq(int, fstat(f, &st), 0), "the program's descriptor is left open");
 }
 
-Test(writer, closed_descriptor_refuses_record, .init = cr_redirect_stderr)
+Test(writer, closed_descriptor_is_reopened)
 {
     open_plain("t.mtr");
     int f = find_fd(mt_writer_path(), 900, 1100);
     cr_assert(ge(int, f, 900));
     cr_assert(eq(int, close(f), 0));
     struct iovec v = { "abc", 3 };
+    cr_expect(eq(int, mt_writer_record(MTF_REC_EVENTS, &v, 1), 0));
+    cr_expect(eq(long, (long)file_size(mt_writer_path()),
+                 MTF_FILE_HEADER_SIZE + MTF_RECORD_HEADER_SIZE + 3));
+}
+
+Test(writer, closed_descriptor_of_a_removed_file_stops_tracing, .init = cr_redirect_stderr)
+{
+    open_plain("t.mtr");
+    int f = find_fd(mt_writer_path(), 900, 1100);
+    cr_assert(ge(int, f, 900));
+    cr_assert(eq(int, close(f), 0));
+    cr_assert(eq(int, unlink(mt_writer_path()), 0));
+    struct iovec v = { "abc", 3 };
     cr_expect(eq(int, mt_writer_record(MTF_REC_EVENTS, &v, 1), -1));
     cr_expect(eq(int, mt_writer_failed(), 1));
-    expect_one_error_line(mt_writer_path(), "Bad file descriptor", NULL);
+    expect_one_error_line(mt_writer_path(), "cannot be reopened", NULL);
 }
