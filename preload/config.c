@@ -58,11 +58,28 @@ int mt_config_parse_size(const char *s, uint64_t *out)
     }
     unsigned shift = 0;
     switch (*p) {
-    case 'k': case 'K': shift = 10; p++; break;
-    case 'm': case 'M': shift = 20; p++; break;
-    case 'g': case 'G': shift = 30; p++; break;
-    case 't': case 'T': shift = 40; p++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        p++;
+        break;
+    default:
+        break;
     }
     if (shift && p[0] == 'i' && p[1] == 'B')
         p += 2;
@@ -86,8 +103,9 @@ static int check_output(const char *v, char *err, size_t cap)
 {
     size_t n = strlen(v);
     if (n == 0) {
-        mt_log_fmt(err, cap, "MEMTRACE_OUTPUT is empty: expected a file path such as "
-                             "trace.%%p.mtrace");
+        mt_log_fmt(err, cap,
+                   "MEMTRACE_OUTPUT is empty: expected a file path such as "
+                   "trace.%%p.mtrace");
         return -1;
     }
     if (n >= MT_PATH_MAX - 64) { /* room for a pid, a name and a collision suffix */

@@ -24,14 +24,22 @@ static uint64_t unzig(uint64_t z)
 }
 
 const char *const mt_enc_layout[MTF_EV_KIND_COUNT] = {
-    [MTF_EV_MALLOC] = "avs",        [MTF_EV_CALLOC] = "avvs",
-    [MTF_EV_REALLOC] = "aavsv",     [MTF_EV_REALLOCARRAY] = "aavvsv",
-    [MTF_EV_FREE] = "a",            [MTF_EV_POSIX_MEMALIGN] = "avvs",
-    [MTF_EV_ALIGNED_ALLOC] = "avvs", [MTF_EV_MEMALIGN] = "avvs",
-    [MTF_EV_VALLOC] = "avs",        [MTF_EV_PVALLOC] = "avs",
-    [MTF_EV_MMAP] = "avvvvvs",      [MTF_EV_MMAP64] = "avvvvvs",
-    [MTF_EV_MUNMAP] = "av",         [MTF_EV_MREMAP] = "avvvasv",
-    [MTF_EV_STACK] = "vf",          [MTF_EV_FORK] = "v",
+    [MTF_EV_MALLOC] = "avs",
+    [MTF_EV_CALLOC] = "avvs",
+    [MTF_EV_REALLOC] = "aavsv",
+    [MTF_EV_REALLOCARRAY] = "aavvsv",
+    [MTF_EV_FREE] = "a",
+    [MTF_EV_POSIX_MEMALIGN] = "avvs",
+    [MTF_EV_ALIGNED_ALLOC] = "avvs",
+    [MTF_EV_MEMALIGN] = "avvs",
+    [MTF_EV_VALLOC] = "avs",
+    [MTF_EV_PVALLOC] = "avs",
+    [MTF_EV_MMAP] = "avvvvvs",
+    [MTF_EV_MMAP64] = "avvvvvs",
+    [MTF_EV_MUNMAP] = "av",
+    [MTF_EV_MREMAP] = "avvvasv",
+    [MTF_EV_STACK] = "vf",
+    [MTF_EV_FORK] = "v",
     [MTF_EV_EXEC] = "",
 };
 

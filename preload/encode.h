@@ -62,7 +62,8 @@ static inline uint8_t *mt_put_head(uint8_t *p, struct mt_enc_state *s, unsigned 
 extern const char *const mt_enc_layout[MTF_EV_KIND_COUNT];
 
 /* Upper bound of an encoded STACK definition. */
-#define MT_STACK_DEF_MAX (1 + 3 * MTF_VARINT_MAX_BYTES + MTF_VARINT_MAX_BYTES * MTF_MAX_FRAMES_LIMIT)
+#define MT_STACK_DEF_MAX                                                                           \
+    (1 + 3 * MTF_VARINT_MAX_BYTES + MTF_VARINT_MAX_BYTES * MTF_MAX_FRAMES_LIMIT)
 
 /* What a scan of encoded events found. */
 struct mt_scan {

@@ -13,13 +13,14 @@
 struct mt_thread;
 
 /* What the thread is doing inside the shim; a nested hook call decides by it (hooks.c). */
-#define MT_IN_NONE   0 /* not inside the shim */
-#define MT_IN_HOOK   1 /* inside a hook, in the shim's own code */
-#define MT_IN_REAL   2 /* inside the real allocator or mapper called by a hook */
-#define MT_IN_SHIM   3 /* inside code the shim calls for itself (unwinder, loader queries) */
+#define MT_IN_NONE 0 /* not inside the shim */
+#define MT_IN_HOOK 1 /* inside a hook, in the shim's own code */
+#define MT_IN_REAL 2 /* inside the real allocator or mapper called by a hook */
+#define MT_IN_SHIM 3 /* inside code the shim calls for itself (unwinder, loader queries) */
 
 #define MT_TMODE_BUFFERED     0 /* events go to the thread's buffer */
-#define MT_TMODE_WRITETHROUGH 1 /* buffer gone (thread exiting, process ending): write each event */
+#define MT_TMODE_WRITETHROUGH 1 /* buffer gone (thread exiting, process ending): write each event  \
+                                 */
 
 struct mt_tls {
     struct mt_thread *volatile thread; /* buffer state, NULL until the first event */

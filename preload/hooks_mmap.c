@@ -8,9 +8,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "encode.h"
 #include "hooks.h"
 #include "memtrace/format.h"
-#include "encode.h"
 
 static void emit(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f, int nested_call,
                  int err)
@@ -25,9 +25,8 @@ static void emit(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f, 
     errno = err;
 }
 
-static void *do_mmap(unsigned kind, void *(*real)(void *, size_t, int, int, int, off_t),
-                     void *addr, size_t len, int prot, int flags, int fd, off_t off,
-                     const void *caller)
+static void *do_mmap(unsigned kind, void *(*real)(void *, size_t, int, int, int, off_t), void *addr,
+                     size_t len, int prot, int flags, int fd, off_t off, const void *caller)
 {
     int nested_call = mt_guard_active();
     if ((nested_call && !mt_hook_nested_is_program(caller, 1)) ||
@@ -41,8 +40,11 @@ static void *do_mmap(unsigned kind, void *(*real)(void *, size_t, int, int, int,
     if (!nested_call)
         mt_guard_set(saved);
     int failed = p == MAP_FAILED;
-    uint64_t f[6] = { failed ? (uintptr_t)addr : (uintptr_t)p, len, (uint64_t)prot,
-                      (uint64_t)(unsigned)flags, mt_zigzag((uint64_t)(int64_t)fd),
+    uint64_t f[6] = { failed ? (uintptr_t)addr : (uintptr_t)p,
+                      len,
+                      (uint64_t)prot,
+                      (uint64_t)(unsigned)flags,
+                      mt_zigzag((uint64_t)(int64_t)fd),
                       (uint64_t)off };
     emit(kind, failed ? MTF_EVF_FAILED : 0, mt_clock_ns(), f, nested_call, err);
     return p;
@@ -130,8 +132,10 @@ MT_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
         mt_guard_set(saved);
     uint64_t t1 = mt_clock_ns();
     int failed = p == MAP_FAILED;
-    uint64_t f[6] = { (uintptr_t)old, old_len, new_len, (uint64_t)(unsigned)flags,
-                      failed ? 0 : (uintptr_t)p, t1 - t0 };
+    uint64_t f[6] = {
+        (uintptr_t)old, old_len, new_len, (uint64_t)(unsigned)flags, failed ? 0 : (uintptr_t)p,
+        t1 - t0
+    };
     emit(MTF_EV_MREMAP, failed ? MTF_EVF_FAILED : 0, t1, f, nested_call, err);
     return p;
 }

@@ -11,9 +11,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "hooks.h"
 #include "memtrace/format.h"
-#include "config.h"
 #include "modules.h"
 #include "writer.h"
 
@@ -64,8 +64,8 @@ static char **before_exec(char *const envp[], size_t *map_len)
     while (envp != NULL && envp[n] != NULL)
         n++;
     *map_len = ((n + 2) * sizeof(char *) + 4095) & ~(size_t)4095;
-    long m = syscall(SYS_mmap, NULL, *map_len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long m = syscall(SYS_mmap, NULL, *map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
     if (m < 0 && m > -4096) {
         *map_len = 0;
         return (char **)envp;
@@ -151,8 +151,8 @@ static char **collect(const char *arg0, va_list ap, size_t *map_len, char ***env
         n++;
     va_end(count);
     *map_len = ((n + 1) * sizeof(char *) + 4095) & ~(size_t)4095;
-    long m = syscall(SYS_mmap, NULL, *map_len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long m = syscall(SYS_mmap, NULL, *map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
     if (m < 0 && m > -4096) {
         errno = ENOMEM;
         return NULL;
@@ -166,35 +166,29 @@ static char **collect(const char *arg0, va_list ap, size_t *map_len, char ***env
     return argv;
 }
 
-#define EXECL_BODY(call, with_env)                                                                \
-    va_list ap;                                                                                   \
-    va_start(ap, arg);                                                                            \
-    size_t map_len = 0;                                                                           \
-    char **envp = environ;                                                                        \
-    char **argv = collect(arg, ap, &map_len, (with_env) ? &envp : NULL);                          \
-    va_end(ap);                                                                                   \
-    if (argv == NULL)                                                                             \
-        return -1;                                                                                \
-    int rc = call;                                                                                \
-    int err = errno;                                                                              \
-    syscall(SYS_munmap, argv, map_len);                                                           \
-    errno = err;                                                                                  \
+#define EXECL_BODY(call, with_env)                                                                 \
+    va_list ap;                                                                                    \
+    va_start(ap, arg);                                                                             \
+    size_t map_len = 0;                                                                            \
+    char **envp = environ;                                                                         \
+    char **argv = collect(arg, ap, &map_len, (with_env) ? &envp : NULL);                           \
+    va_end(ap);                                                                                    \
+    if (argv == NULL)                                                                              \
+        return -1;                                                                                 \
+    int rc = call;                                                                                 \
+    int err = errno;                                                                               \
+    syscall(SYS_munmap, argv, map_len);                                                            \
+    errno = err;                                                                                   \
     return rc;
 
-MT_EXPORT int execl(const char *path, const char *arg, ...)
-{
-    EXECL_BODY(execve(path, argv, envp), 0)
-}
+MT_EXPORT int execl(const char *path, const char *arg,
+                    ...){ EXECL_BODY(execve(path, argv, envp), 0) }
 
-MT_EXPORT int execlp(const char *file, const char *arg, ...)
-{
-    EXECL_BODY(execvpe(file, argv, envp), 0)
-}
+MT_EXPORT
+    int execlp(const char *file, const char *arg, ...){ EXECL_BODY(execvpe(file, argv, envp), 0) }
 
-MT_EXPORT int execle(const char *path, const char *arg, ...)
-{
-    EXECL_BODY(execve(path, argv, envp), 1)
-}
+MT_EXPORT
+    int execle(const char *path, const char *arg, ...){ EXECL_BODY(execve(path, argv, envp), 1) }
 
 MT_EXPORT void exit(int status)
 {

@@ -79,7 +79,9 @@ static void write_process(void)
     }
     struct mtf_process p = { mt_clock_ns(), (uint32_t)strlen(exe), (uint32_t)alen,
                              (uint32_t)strlen(cwd), argc };
-    struct iovec v[4] = { { &p, sizeof p }, { exe, p.exe_len }, { args, alen }, { cwd, p.cwd_len } };
+    struct iovec v[4] = {
+        { &p, sizeof p }, { exe, p.exe_len }, { args, alen }, { cwd, p.cwd_len }
+    };
     int rc = mt_writer_record(MTF_REC_PROCESS, v, 4);
     (void)rc; /* a failed writer has reported it and counts what is lost */
 }

@@ -8,7 +8,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-
 static volatile int shown; /* messages printed so far; races only ever over-count by a few */
 
 static void put(char *buf, size_t cap, size_t *n, char c)
@@ -64,8 +63,8 @@ size_t mt_log_format(char *buf, size_t cap, const char *fmt, va_list ap)
             put(buf, cap, &n, (char)va_arg(ap, int));
             break;
         case 'd': {
-            long long v = longs ? (longs > 1 ? va_arg(ap, long long) : va_arg(ap, long))
-                                : va_arg(ap, int);
+            long long v =
+                longs ? (longs > 1 ? va_arg(ap, long long) : va_arg(ap, long)) : va_arg(ap, int);
             if (v < 0) {
                 put(buf, cap, &n, '-');
                 put_uint(buf, cap, &n, 0ULL - (unsigned long long)v, 10);
@@ -194,28 +193,50 @@ void mt_log_reset(void)
 const char *mt_log_errno_text(int err)
 {
     switch (err) {
-    case EPERM: return "Operation not permitted";
-    case ENOENT: return "No such file or directory";
-    case EIO: return "Input/output error";
-    case EBADF: return "Bad file descriptor";
-    case ENOMEM: return "Cannot allocate memory";
-    case EACCES: return "Permission denied";
-    case EEXIST: return "File exists";
-    case ENOTDIR: return "Not a directory";
-    case EISDIR: return "Is a directory";
-    case EINVAL: return "Invalid argument";
-    case ENFILE: return "Too many open files in system";
-    case EMFILE: return "Too many open files";
-    case EFBIG: return "File too large";
-    case ENOSPC: return "No space left on device";
-    case EROFS: return "Read-only file system";
-    case EPIPE: return "Broken pipe";
-    case ENAMETOOLONG: return "File name too long";
-    case ELOOP: return "Too many levels of symbolic links";
-    case EDQUOT: return "Disk quota exceeded";
-    case ETXTBSY: return "Text file busy";
-    case EAGAIN: return "Resource temporarily unavailable";
-    case EINTR: return "Interrupted system call";
+    case EPERM:
+        return "Operation not permitted";
+    case ENOENT:
+        return "No such file or directory";
+    case EIO:
+        return "Input/output error";
+    case EBADF:
+        return "Bad file descriptor";
+    case ENOMEM:
+        return "Cannot allocate memory";
+    case EACCES:
+        return "Permission denied";
+    case EEXIST:
+        return "File exists";
+    case ENOTDIR:
+        return "Not a directory";
+    case EISDIR:
+        return "Is a directory";
+    case EINVAL:
+        return "Invalid argument";
+    case ENFILE:
+        return "Too many open files in system";
+    case EMFILE:
+        return "Too many open files";
+    case EFBIG:
+        return "File too large";
+    case ENOSPC:
+        return "No space left on device";
+    case EROFS:
+        return "Read-only file system";
+    case EPIPE:
+        return "Broken pipe";
+    case ENAMETOOLONG:
+        return "File name too long";
+    case ELOOP:
+        return "Too many levels of symbolic links";
+    case EDQUOT:
+        return "Disk quota exceeded";
+    case ETXTBSY:
+        return "Text file busy";
+    case EAGAIN:
+        return "Resource temporarily unavailable";
+    case EINTR:
+        return "Interrupted system call";
     default: {
         static char other[32]; /* shared fallback: a racing writer shows another number */
         mt_log_fmt(other, sizeof other, "error %d", err);

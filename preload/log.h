@@ -25,7 +25,8 @@ void mt_log_raw(const char *text, size_t len);
 /* Format like snprintf with the subset above into buf (always NUL-terminated when cap > 0).
  * Returns the length written, excluding the NUL. */
 size_t mt_log_format(char *buf, size_t cap, const char *fmt, va_list ap);
-size_t mt_log_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+size_t mt_log_fmt(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Text for an errno value without strerror (which may allocate or translate): "No such file or
  * directory", or "error 123" for values not in the table (written into the static fallback). */

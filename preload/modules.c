@@ -117,8 +117,9 @@ static void emit_load(const struct dl_phdr_info *info, uint32_t id, uint16_t fla
     size_t need = sizeof(struct mtf_module) + path_len + bid_len + nseg * sizeof(segs[0]) + 8;
     if (used + need > SCRATCH)
         flush_batch();
-    struct mtf_module m = { id, MTF_MOD_LOAD, flags, info->dlpi_addr, (uint32_t)path_len,
-                            (uint16_t)bid_len, nseg };
+    struct mtf_module m = {
+        id, MTF_MOD_LOAD, flags, info->dlpi_addr, (uint32_t)path_len, (uint16_t)bid_len, nseg
+    };
     put(&m, sizeof m);
     put(name, path_len);
     put(bid, bid_len);
@@ -160,8 +161,7 @@ static int visit(struct dl_phdr_info *info, size_t size, void *arg)
             continue;
         if (ehdr >= lo && ehdr < lo + ph->p_memsz)
             flags = MTF_MODF_VDSO;
-        if ((uintptr_t)&mt_modules_update >= lo &&
-            (uintptr_t)&mt_modules_update < lo + ph->p_memsz)
+        if ((uintptr_t)&mt_modules_update >= lo && (uintptr_t)&mt_modules_update < lo + ph->p_memsz)
             flags = MTF_MODF_SHIM;
     }
     uint64_t h = hash_name(name);

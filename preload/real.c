@@ -51,8 +51,9 @@ static void *need(const char *name)
 {
     void *f = dlsym(RTLD_NEXT, name);
     if (f == NULL)
-        mt_fatal(127, "cannot find the real %s (is libmemtrace.so preloaded into a glibc "
-                      "program?)",
+        mt_fatal(127,
+                 "cannot find the real %s (is libmemtrace.so preloaded into a glibc "
+                 "program?)",
                  name);
     return f;
 }

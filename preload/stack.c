@@ -13,14 +13,14 @@
 #include "log.h"
 #include "mt.h"
 
-#define BUCKET_BITS  20
-#define NBUCKETS     (1U << BUCKET_BITS)
-#define ARENA_BYTES  (4ULL << 30) /* address space only; MAP_NORESERVE */
-#define NODE_ALIGN   8
+#define BUCKET_BITS 20
+#define NBUCKETS    (1U << BUCKET_BITS)
+#define ARENA_BYTES (4ULL << 30) /* address space only; MAP_NORESERVE */
+#define NODE_ALIGN  8
 
 struct mt_stack_node {
     uint64_t hash;
-    uint64_t next;            /* arena offset of the next node in the bucket, 0 for none */
+    uint64_t next; /* arena offset of the next node in the bucket, 0 for none */
     uint32_t id;
     uint16_t nframes;
     uint8_t trunc;

@@ -49,10 +49,10 @@ struct mt_thread {
     uint32_t tid, serial;
     uint8_t *buf;
     uint32_t cap;
-    _Atomic uint32_t len;   /* published bytes of the current generation */
-    _Atomic uint64_t claim; /* epoch << 32 | bytes already written by a stealer */
-    uint32_t epoch;         /* owner's copy of the current generation */
-    struct mt_enc_state st; /* after the last appended event */
+    _Atomic uint32_t len;        /* published bytes of the current generation */
+    _Atomic uint64_t claim;      /* epoch << 32 | bytes already written by a stealer */
+    uint32_t epoch;              /* owner's copy of the current generation */
+    struct mt_enc_state st;      /* after the last appended event */
     uint64_t base_ts, base_addr; /* state at offset 0 of the generation; read by stealers */
     uint32_t base_stack;
     uint64_t first_ts;
@@ -77,8 +77,8 @@ void (*mt_tbuf_open_trace)(void);
 
 static void *raw_map(size_t len)
 {
-    long p = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    long p =
+        syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return (p < 0 && p > -4096) ? NULL : (void *)p;
 }
 
@@ -420,8 +420,8 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
     if (mt_tls.serial == 0)
         mt_tls.serial = atomic_fetch_add(&serials, 1) + 1;
     pseudo.serial = mt_tls.serial;
-    if (write_chunk(&pseudo, 0, 0, &base, &sc, ev, (uint32_t)(p - ev),
-                    MTF_CHUNKF_WRITETHROUGH) == 0 &&
+    if (write_chunk(&pseudo, 0, 0, &base, &sc, ev, (uint32_t)(p - ev), MTF_CHUNKF_WRITETHROUGH) ==
+            0 &&
         node != NULL)
         mt_stack_mark_written(node);
 }
@@ -437,8 +437,8 @@ void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f
         atomic_fetch_add(&dropped, 1);
         return;
     }
-    struct mt_thread *t = atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL
-                                                                                  : thread_get();
+    struct mt_thread *t =
+        atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL : thread_get();
     if (MT_UNLIKELY(t == NULL)) {
         write_through(kind, flags, ts, fields, 1);
         return;

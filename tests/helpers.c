@@ -88,15 +88,14 @@ static char **child_env(char *const extra[], int preload, const char *pattern)
     char **env = calloc(n + m + 4, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 &&
-            strncmp(environ[i], "MEMTRACE_", 9) != 0)
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 && strncmp(environ[i], "MEMTRACE_", 9) != 0)
             env[k++] = strdup(environ[i]);
     if (preload) {
         char *s;
         cr_assert(asprintf(&s, "LD_PRELOAD=%s", h_path("libmemtrace.so")) > 0);
         env[k++] = s;
-        cr_assert(asprintf(&s, "MEMTRACE_OUTPUT=%s/%s", tmpdir,
-                           pattern ? pattern : "t.%p.mtrace") > 0);
+        cr_assert(asprintf(&s, "MEMTRACE_OUTPUT=%s/%s", tmpdir, pattern ? pattern : "t.%p.mtrace") >
+                  0);
         env[k++] = s;
     }
     for (size_t i = 0; i < m; i++)

@@ -24,10 +24,10 @@ void h_tmpdir_setup(void);    /* Criterion .init: creates it */
 void h_tmpdir_teardown(void); /* Criterion .fini: removes it and its files */
 
 struct h_run {
-    int exited;     /* 1 if exited normally */
-    int status;     /* exit status, or the signal number if !exited */
-    char *out;      /* captured stdout (NUL-terminated, malloc'd) */
-    char *err;      /* captured stderr */
+    int exited; /* 1 if exited normally */
+    int status; /* exit status, or the signal number if !exited */
+    char *out;  /* captured stdout (NUL-terminated, malloc'd) */
+    char *err;  /* captured stderr */
     size_t out_len, err_len;
 };
 
@@ -47,21 +47,21 @@ void h_free_paths(char **paths, size_t n);
 
 /* Everything a test usually wants from a trace. */
 struct h_trace {
-    int rc;                               /* last reader_next() result: 0 clean end, <0 error */
-    char error[512];                      /* reader_error() text */
-    struct rd_status status;              /* reader status at the end */
-    uint64_t counts[MTF_EV_KIND_COUNT];   /* decoded events per kind (STACK included) */
-    uint64_t nested;                      /* events with MTF_EVF_NESTED */
-    uint64_t failed;                      /* events with MTF_EVF_FAILED */
+    int rc;                             /* last reader_next() result: 0 clean end, <0 error */
+    char error[512];                    /* reader_error() text */
+    struct rd_status status;            /* reader status at the end */
+    uint64_t counts[MTF_EV_KIND_COUNT]; /* decoded events per kind (STACK included) */
+    uint64_t nested;                    /* events with MTF_EVF_NESTED */
+    uint64_t failed;                    /* events with MTF_EVF_FAILED */
     int has_end;
     struct mtf_end end;
     int has_process;
     char exe[4096];
-    uint32_t nthreads;                    /* distinct thread serials */
-    uint64_t dropped;                     /* END.dropped + LOSS counts */
-    struct rd_event *events;              /* every non-STACK event, in file order (malloc'd) */
+    uint32_t nthreads;       /* distinct thread serials */
+    uint64_t dropped;        /* END.dropped + LOSS counts */
+    struct rd_event *events; /* every non-STACK event, in file order (malloc'd) */
     size_t nevents;
-    uint64_t **stacks;                    /* stacks[id] = frames (id < nstacks), NULL if undefined */
+    uint64_t **stacks; /* stacks[id] = frames (id < nstacks), NULL if undefined */
     uint32_t *stack_len;
     uint32_t nstacks;
     struct h_module {
@@ -70,7 +70,7 @@ struct h_trace {
         struct mtf_segment segs[16];
         uint32_t nseg;
         uint32_t flags;
-    } *modules;
+    } * modules;
     size_t nmodules;
 };
 

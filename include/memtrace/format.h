@@ -195,12 +195,12 @@ _Static_assert(offsetof(struct mtf_chunk, base_stack) == 48, "chunk stack offset
 #define MTF_END_SIGNAL 3 /* killed by a fatal signal the shim could observe (abort, cap) */
 
 struct mtf_end {
-    uint64_t ts_ns;        /* CLOCK_MONOTONIC */
-    uint32_t reason;       /* MTF_END_* */
-    int32_t status;        /* exit status, or signal number, or -1 when unknown */
-    uint64_t threads;      /* threads that recorded events */
-    uint64_t events;       /* events written in all chunks (STACK definitions included) */
-    uint64_t dropped;      /* program calls that were not recorded (must be 0) */
+    uint64_t ts_ns;         /* CLOCK_MONOTONIC */
+    uint32_t reason;        /* MTF_END_* */
+    int32_t status;         /* exit status, or signal number, or -1 when unknown */
+    uint64_t threads;       /* threads that recorded events */
+    uint64_t events;        /* events written in all chunks (STACK definitions included) */
+    uint64_t dropped;       /* program calls that were not recorded (must be 0) */
     uint64_t unknown_frees; /* reserved for the reader; the shim writes 0 */
     uint64_t counts[MTF_EV_KIND_COUNT]; /* events written, per kind */
 };
@@ -208,7 +208,8 @@ struct mtf_end {
 #define MTF_END_SIZE (48 + 8 * MTF_EV_KIND_COUNT)
 _Static_assert(sizeof(struct mtf_end) == MTF_END_SIZE, "end size");
 
-/* ---- MTF_REC_LOSS: events that could not be recorded ------------------------------------------ */
+/* ---- MTF_REC_LOSS: events that could not be recorded ------------------------------------------
+ */
 
 #define MTF_LOSS_WRITER 1 /* output failed (disk full, fd taken): tracing stopped */
 #define MTF_LOSS_THREAD 2 /* a thread could not get a buffer (out of memory) */
@@ -223,10 +224,11 @@ struct mtf_loss {
 #define MTF_LOSS_SIZE 24
 _Static_assert(sizeof(struct mtf_loss) == MTF_LOSS_SIZE, "loss size");
 
-/* ---- varint limits ---------------------------------------------------------------------------- */
+/* ---- varint limits ----------------------------------------------------------------------------
+ */
 
-#define MTF_VARINT_MAX_BYTES 10 /* a 64-bit value needs at most 10 LEB128 bytes */
-#define MTF_EVENT_MAX_BYTES  96 /* upper bound of one encoded non-STACK event */
+#define MTF_VARINT_MAX_BYTES 10  /* a 64-bit value needs at most 10 LEB128 bytes */
+#define MTF_EVENT_MAX_BYTES  96  /* upper bound of one encoded non-STACK event */
 #define MTF_MAX_FRAMES_LIMIT 256 /* highest accepted MEMTRACE_DEPTH */
 
 #endif
