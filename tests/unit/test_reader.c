@@ -611,6 +611,37 @@ Test(reader, decodes_process_modules_loss_and_end_records)
     tg_buf_free(&t);
 }
 
+Test(reader, copies_long_strings_whole)
+{
+    /* Paths longer than the reader's first text buffer: copies grow, nothing is cut. */
+    static char exe[5000], cwd[3000], path[70000];
+    memset(exe, 'e', sizeof(exe) - 1);
+    memset(cwd, 'c', sizeof(cwd) - 1);
+    memset(path, 'p', sizeof(path) - 1);
+    struct tg_buf t = { 0 };
+    struct mtf_end end = tg_end_default();
+    tg_file_header(&t, NULL);
+    tg_process(&t, 1, exe, "a\0", 2, 1, cwd);
+    tg_modules(&t, 2, &(struct tg_module){ .id = 1, .action = MTF_MOD_LOAD, .path = path }, 1);
+    tg_end(&t, &end);
+    const char *file = tmp_path("long.mtr");
+    cr_assert(eq(int, tg_write_file(file, t.data, t.len), 0));
+    struct reader *r;
+    cr_assert(eq(int, reader_open(&r, file), 0));
+    struct rd_item item;
+    cr_assert(eq(int, reader_next(r, &item), 1));
+    cr_expect(eq(str, (char *)item.process.exe, exe));
+    cr_expect(eq(str, (char *)item.process.cwd, cwd));
+    cr_expect(eq(str, (char *)item.process.argv, "a"));
+    cr_assert(eq(int, reader_next(r, &item), 1));
+    cr_expect(eq(sz, strlen(item.module.path), sizeof(path) - 1));
+    cr_expect(eq(int, strcmp(item.module.path, path), 0));
+    cr_assert(eq(int, reader_next(r, &item), 1));
+    cr_expect(eq(int, reader_next(r, &item), 0), "%s", reader_error(r));
+    reader_close(r);
+    tg_buf_free(&t);
+}
+
 Test(reader, names_every_kind_after_its_function)
 {
     static const char *const names[] = {
