@@ -272,8 +272,10 @@ static void thread_adopt(struct mt_thread *t)
         mt_tls.serial = atomic_fetch_add(&serials, 1) + 1;
     t->serial = mt_tls.serial;
     atomic_store(&t->len, 0);
-    t->epoch = 0;
-    atomic_store(&t->claim, 0);
+    /* A stealer may still hold a claim word read from the previous owner: a fresh epoch (never
+     * reset to 0) makes its CAS fail instead of matching by accident. */
+    t->epoch++;
+    atomic_store(&t->claim, (uint64_t)t->epoch << 32);
     memset(&t->st, 0, sizeof t->st);
     t->npending = 0;
     t->rounds = 0;
