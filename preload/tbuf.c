@@ -156,7 +156,8 @@ static int write_chunk(struct mt_thread *t, uint32_t epoch, uint32_t offset,
     int rc = mt_writer_record(MTF_REC_EVENTS, v, 2);
     atomic_fetch_sub(&writes_in_flight, 1);
     if (rc != 0) {
-        atomic_fetch_add(&dropped, sc->nevents);
+        /* dropped counts the program's calls; stack definitions are ours */
+        atomic_fetch_add(&dropped, sc->nevents - sc->counts[MTF_EV_STACK]);
         return -1;
     }
     for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
@@ -175,7 +176,8 @@ static void ensure_open(void)
 static void flush_thread(struct mt_thread *t, uint32_t flags)
 {
     uint32_t len = atomic_load_explicit(&t->len, memory_order_relaxed);
-    if (len == 0 && atomic_load(&t->claim) >> 32 == t->epoch && t->nevents == 0)
+    if (len == 0 && atomic_load(&t->claim) >> 32 == t->epoch && t->nevents == 0 &&
+        !(flags & MTF_CHUNKF_THREAD_END))
         return;
     ensure_open();
     atomic_store_explicit(&t->len, 0, memory_order_release);
@@ -200,6 +202,12 @@ static void flush_thread(struct mt_thread *t, uint32_t flags)
                 mt_fatal(134, "internal error: unreadable event buffer (thread %u)", t->tid);
         }
         ok = write_chunk(t, t->epoch, done, &base, &sc, t->buf + done, len - done, flags) == 0;
+    } else if (flags & MTF_CHUNKF_THREAD_END) {
+        /* nothing left to write, but the reader learns that the thread ended */
+        struct mt_enc_state base = { t->st.ts, t->st.addr, t->st.stack };
+        struct mt_scan none;
+        memset(&none, 0, sizeof none);
+        ok = write_chunk(t, t->epoch, len, &base, &none, t->buf, 0, flags) == 0;
     }
     if (ok)
         for (uint32_t i = 0; i < t->npending; i++)
@@ -327,7 +335,7 @@ static void thread_exit(void *arg)
     mt_guard_set(MT_IN_HOOK);
     t->rounds++;
     if (t->rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
-        flush_thread(t, 0);
+        /* not the last round yet: keep buffering what other destructors free */
         mt_guard_set(MT_IN_SHIM);
         pthread_setspecific(exit_key, t);
     } else {
