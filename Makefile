@@ -136,8 +136,8 @@ test: all $(B)/tests/unit-tests $(B)/tests/integration-tests $(PROGS)
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/unit-tests $(TEST_ARGS)
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
 
-unit: $(B)/tests/unit-tests
-	$(Q)$(B)/tests/unit-tests $(TEST_ARGS)
+unit: all $(B)/tests/unit-tests
+	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/unit-tests $(TEST_ARGS)
 
 integration: all $(B)/tests/integration-tests $(PROGS)
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
@@ -158,7 +158,7 @@ FUZZ_TIME ?= 60
 $(B)/fuzz/fuzz_reader: tests/fuzz/fuzz_reader.c $(REPORT_LIB_SRC) $(COMMON_SRC)
 	@mkdir -p $(@D)
 	$(call quiet,CLANG,$@)clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Icommon -Ireport $(DW_CFLAGS) \
-		-fsanitize=fuzzer,address,undefined -o $@ $^ $(DW_LIBS)
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $^ $(DW_LIBS)
 fuzz: $(B)/fuzz/fuzz_reader
 	$(Q)mkdir -p $(B)/fuzz/corpus && $< -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus tests/fuzz/corpus
 

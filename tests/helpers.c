@@ -274,10 +274,8 @@ void h_load(const char *path, struct h_trace *t)
             case RD_ITEM_END:
                 t->has_end = 1;
                 t->end = it.end;
-                t->dropped += it.end.dropped;
                 break;
             case RD_ITEM_LOSS:
-                t->dropped += it.loss.count;
                 break;
             case RD_ITEM_PROCESS:
                 t->has_process = 1;
@@ -302,6 +300,7 @@ void h_load(const char *path, struct h_trace *t)
     if (r != NULL) {
         snprintf(t->error, sizeof t->error, "%s", reader_error(r));
         t->status = *reader_status(r);
+        t->dropped = t->status.dropped; /* the last END's running total plus every LOSS */
         reader_close(r);
     }
 }
