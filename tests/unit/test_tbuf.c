@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -466,8 +467,7 @@ Test(tbuf, every_kind_round_trips_with_fields_flags_times_and_stacks)
     tb_free(&tr);
 }
 
-/* ---- many chunks ------------------------------------------------------------------------------
- */
+/* ---- many chunks ----------------------------------------------------------------------------- */
 
 Test(tbuf, small_buffer_writes_many_chunks_with_every_event_in_order)
 {
@@ -504,8 +504,7 @@ Test(tbuf, small_buffer_writes_many_chunks_with_every_event_in_order)
     tb_free(&tr);
 }
 
-/* ---- stealing ---------------------------------------------------------------------------------
- */
+/* ---- stealing -------------------------------------------------------------------------------- */
 
 struct stepper {
     sem_t go, done;     /* main -> thread, thread -> main */
@@ -654,7 +653,7 @@ ParameterizedTest(struct steal_case *p, tbuf, concurrent_steals_lose_and_duplica
     tb_free(&tr);
 }
 
-/* ---- final mode, nested events, thread exit ------------------------------------------------- */
+/* ---- final mode, nested events, thread exit -------------------------------------------------- */
 
 Test(tbuf, final_mode_writes_each_event_through_and_end_counts_only_what_precedes_it)
 {
@@ -947,8 +946,233 @@ Test(tbuf, exiting_thread_without_unwritten_calls_still_marks_its_end)
     free(c);
 }
 
-/* ---- output failure ---------------------------------------------------------------------------
- */
+struct churner {
+    uint32_t id; /* address range of its calls */
+};
+
+enum { CHURN_THREADS = 48, CHURN_WAVE = 4, CHURN_CALLS = 3000 };
+
+/* Record CHURN_CALLS mallocs in this thread's own address range (id in bits 40..47) and exit
+ * with them partly buffered. */
+static void *tb_churner_main(void *arg)
+{
+    const struct churner *c = arg;
+    uint64_t base = (uint64_t)(c->id + 1) << 40;
+    for (uint64_t i = 0; i < CHURN_CALLS; i++) {
+        tb_malloc(base + 16 * i, i, 1000 + i);
+        if (i % 64 == 63)
+            sched_yield();
+    }
+    return NULL;
+}
+
+struct churn_ctl {
+    atomic_int stop;
+    unsigned rounds;
+};
+
+static void *tb_churn_stealer_main(void *arg)
+{
+    struct churn_ctl *ctl = arg;
+    while (!atomic_load(&ctl->stop)) {
+        mt_guard_set(MT_IN_HOOK);
+        mt_tbuf_flush_all();
+        mt_guard_set(MT_IN_NONE);
+        ctl->rounds++;
+        sched_yield();
+    }
+    return NULL;
+}
+
+/* Threads come and go in waves (their buffers are reused by the next wave) while another thread
+ * steals continuously: each thread's calls are in the file once, in order, under one serial and
+ * tid that no other thread's calls carry. */
+Test(tbuf, threads_churning_while_stealing_keep_their_calls_and_identity)
+{
+    tb_open("t.mtrace", 8192, MTF_ORIGIN_START);
+    struct churn_ctl ctl = { 0 };
+    pthread_t st;
+    cr_assert(eq(int, pthread_create(&st, NULL, tb_churn_stealer_main, &ctl), 0));
+    static struct churner c[CHURN_THREADS];
+    for (uint32_t w = 0; w < CHURN_THREADS; w += CHURN_WAVE) {
+        pthread_t th[CHURN_WAVE];
+        for (uint32_t k = 0; k < CHURN_WAVE; k++) {
+            c[w + k].id = w + k;
+            cr_assert(eq(int, pthread_create(&th[k], NULL, tb_churner_main, &c[w + k]), 0));
+        }
+        for (uint32_t k = 0; k < CHURN_WAVE; k++)
+            cr_assert(eq(int, pthread_join(th[k], NULL), 0));
+    }
+    atomic_store(&ctl.stop, 1);
+    cr_assert(eq(int, pthread_join(st, NULL), 0));
+    tb_finish();
+
+    struct trace tr;
+    tb_load("t.mtrace", &tr);
+    static uint32_t serial_of[CHURN_THREADS], tid_of[CHURN_THREADS];
+    static uint64_t next[CHURN_THREADS];
+    static uint8_t owner_of_serial[CHURN_THREADS + 2];
+    for (size_t i = 0; i < tr.nev; i++) {
+        const struct rd_event *e = &tr.ev[i].ev;
+        if (e->kind != MTF_EV_MALLOC)
+            continue;
+        uint32_t id = (uint32_t)(e->addr >> 40) - 1;
+        cr_assert(lt(u32, id, CHURN_THREADS));
+        if (serial_of[id] == 0) {
+            serial_of[id] = e->thread_serial;
+            tid_of[id] = e->tid;
+            cr_assert(le(u32, e->thread_serial, CHURN_THREADS + 1));
+            cr_expect(eq(u32, owner_of_serial[e->thread_serial], 0), "serial %u used by one thread",
+                      e->thread_serial);
+            owner_of_serial[e->thread_serial] = 1;
+        }
+        cr_assert(eq(u32, e->thread_serial, serial_of[id]), "thread %u keeps serial %u", id,
+                  serial_of[id]);
+        cr_assert(eq(u32, e->tid, tid_of[id]), "thread %u keeps its tid", id);
+    }
+    for (uint32_t id = 0; id < CHURN_THREADS; id++) {
+        size_t n;
+        const struct tev **calls = tb_thread_calls(&tr, serial_of[id], &n);
+        cr_expect(eq(sz, n, (size_t)CHURN_CALLS), "thread %u: every call once", id);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert(eq(u64, calls[i]->ev.size, next[id]), "thread %u call %zu in order", id, i);
+            next[id]++;
+        }
+        free(calls);
+    }
+    cr_log_info("churn: %u steal rounds", ctl.rounds);
+    tb_check_stacks(&tr);
+    tb_check_end_counts(&tr);
+    tb_free(&tr);
+}
+
+/* ---- a buffer reused while it is being stolen ------------------------------------------------ */
+
+struct parker {
+    uint64_t base; /* address range of this thread's calls */
+    uint32_t n;
+    uint32_t tid;        /* out: the thread's kernel id */
+    sem_t parked, leave; /* thread -> main, main -> thread */
+};
+
+/* Record n FREEs (no stack: cheap, 3 bytes each, so a big buffer fills fast), park, exit. */
+static void *tb_parker_main(void *arg)
+{
+    struct parker *p = arg;
+    p->tid = (uint32_t)gettid();
+    for (uint64_t i = 0; i < p->n; i++) {
+        uint64_t f[1] = { p->base + 16 * i };
+        tb_record(MTF_EV_FREE, 0, 1000 + i, f);
+    }
+    sem_post(&p->parked);
+    sem_wait(&p->leave);
+    return NULL;
+}
+
+static void *tb_stealer_main(void *arg)
+{
+    (void)arg;
+    mt_guard_set(MT_IN_HOOK);
+    mt_tbuf_flush_all();
+    mt_guard_set(MT_IN_NONE);
+    return NULL;
+}
+
+static void tb_parker_start(struct parker *p, pthread_t *th, uint64_t base, uint32_t n)
+{
+    p->base = base;
+    p->n = n;
+    cr_assert(eq(int, sem_init(&p->parked, 0, 0), 0));
+    cr_assert(eq(int, sem_init(&p->leave, 0, 0), 0));
+    cr_assert(eq(int, pthread_create(th, NULL, tb_parker_main, p), 0));
+    sem_wait(&p->parked);
+}
+
+static uint64_t tb_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* A stealer has claimed thread A's events (CAS done) and is still scanning its copy when A exits
+ * and thread B adopts A's retired buffer. The stolen chunk must still name A. Timing decides only
+ * whether that window is hit (a steal of the same size is timed first, then A is let go at a
+ * different fraction of the steal in each attempt); a correct shim passes whatever happens. */
+Test(tbuf, stolen_chunk_names_its_thread_when_the_buffer_is_reused_meanwhile)
+{
+    enum { N = 4000000, ATTEMPTS = 3 };
+    static const unsigned divisor[ATTEMPTS] = { 3, 2, 5 }; /* let A go at steal time / this */
+    tb_open("t.mtrace", 32U << 20, MTF_ORIGIN_START);
+    struct parker c;
+    pthread_t tc;
+    tb_parker_start(&c, &tc, 1ULL << 44, N); /* serial 1: calibration */
+    uint64_t t0 = tb_now_ns();
+    mt_guard_set(MT_IN_HOOK);
+    mt_tbuf_flush_all();
+    mt_guard_set(MT_IN_NONE);
+    uint64_t steal_ns = tb_now_ns() - t0;
+    sem_post(&c.leave);
+    cr_assert(eq(int, pthread_join(tc, NULL), 0));
+
+    /* attempt j: A (serial 2 + 2j, calls at (j + 2) << 44) reuses the one buffer, B (serial
+     * 3 + 2j) adopts it after A exits */
+    static struct parker a[ATTEMPTS];
+    for (unsigned j = 0; j < ATTEMPTS; j++) {
+        pthread_t ta, tbb, ts;
+        tb_parker_start(&a[j], &ta, (uint64_t)(j + 2) << 44, N);
+        cr_assert(eq(int, pthread_create(&ts, NULL, tb_stealer_main, NULL), 0));
+        struct timespec nap = { 0, (long)(steal_ns / divisor[j]) };
+        nanosleep(&nap, NULL);
+        sem_post(&a[j].leave);
+        cr_assert(eq(int, pthread_join(ta, NULL), 0));
+        uint32_t k = 1;
+        cr_assert(eq(int, pthread_create(&tbb, NULL, tb_short_lived_main, &k), 0));
+        cr_assert(eq(int, pthread_join(tbb, NULL), 0));
+        cr_assert(eq(int, pthread_join(ts, NULL), 0));
+    }
+    tb_finish();
+
+    /* streamed, not tb_load: millions of decoded events would not fit in memory comfortably */
+    size_t flen;
+    uint8_t *file = tb_slurp(tb_trace, &flen);
+    struct reader *r = NULL;
+    cr_assert(eq(int, reader_open(&r, tb_trace), 0));
+    size_t na[ATTEMPTS] = { 0 }, wrong[ATTEMPTS] = { 0 }, stolen[ATTEMPTS] = { 0 };
+    uint32_t seen_serial[ATTEMPTS] = { 0 }, seen_tid[ATTEMPTS] = { 0 };
+    struct rd_item it;
+    int rc;
+    while ((rc = reader_next(r, &it)) > 0) {
+        if (it.type != RD_ITEM_EVENT || it.ev.kind != MTF_EV_FREE || (it.ev.addr >> 44) < 2)
+            continue;
+        unsigned j = (unsigned)(it.ev.addr >> 44) - 2;
+        cr_assert(lt(u32, j, ATTEMPTS));
+        na[j]++;
+        struct mtf_chunk ch;
+        memcpy(&ch, file + it.ev.chunk_offset + MTF_RECORD_HEADER_SIZE, sizeof ch);
+        stolen[j] += (ch.flags & MTF_CHUNKF_STOLEN) != 0;
+        if (it.ev.thread_serial != 2 + 2 * j || it.ev.tid != a[j].tid) {
+            wrong[j]++;
+            seen_serial[j] = it.ev.thread_serial;
+            seen_tid[j] = it.ev.tid;
+        }
+    }
+    cr_assert(eq(int, rc, 0), "reader: %s", reader_error(r));
+    reader_close(r);
+    free(file);
+    for (unsigned j = 0; j < ATTEMPTS; j++) {
+        cr_log_info("attempt %u: A let go after %llu of %llu us; %zu of its calls were stolen", j,
+                    (unsigned long long)steal_ns / divisor[j] / 1000,
+                    (unsigned long long)steal_ns / 1000, stolen[j]);
+        cr_expect(eq(sz, na[j], (size_t)N), "attempt %u: every call of A once", j);
+        cr_expect(eq(sz, wrong[j], (size_t)0),
+                  "attempt %u: A's calls carry A's serial %u and tid %u (%zu carry serial %u, "
+                  "tid %u)",
+                  j, 2 + 2 * j, a[j].tid, wrong[j], seen_serial[j], seen_tid[j]);
+    }
+}
+
+/* ---- output failure -------------------------------------------------------------------------- */
 
 static atomic_int writev_budget; /* writev calls that still succeed */
 static long (*real_writev)(int, const struct iovec *, int);
