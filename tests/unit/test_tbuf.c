@@ -1172,6 +1172,97 @@ Test(tbuf, stolen_chunk_names_its_thread_when_the_buffer_is_reused_meanwhile)
     }
 }
 
+Test(tbuf, end_carries_reason_status_and_the_number_of_recording_threads)
+{
+    tb_open("t.mtrace", MT_DEFAULT_BUFFER_BYTES, MTF_ORIGIN_START);
+    tb_malloc(0x1000, 1, 10);
+    for (int t = 0; t < 3; t++) {
+        uint32_t k = 5;
+        pthread_t th;
+        cr_assert(eq(int, pthread_create(&th, NULL, tb_short_lived_main, &k), 0));
+        cr_assert(eq(int, pthread_join(th, NULL), 0));
+    }
+    mt_guard_set(MT_IN_HOOK);
+    mt_tbuf_set_final(1);
+    mt_tbuf_flush_all();
+    cr_assert(eq(int, mt_tbuf_write_end(MTF_END_SIGNAL, 6), 0));
+    mt_guard_set(MT_IN_NONE);
+
+    struct trace tr;
+    tb_load("t.mtrace", &tr);
+    cr_assert(eq(int, tr.nend, 1));
+    cr_expect(eq(u32, tr.end.reason, MTF_END_SIGNAL));
+    cr_expect(eq(i32, tr.end.status, 6));
+    cr_expect(eq(u64, tr.end.threads, 4), "main and three threads recorded");
+    cr_expect(eq(u64, tr.end.unknown_frees, 0));
+    cr_expect(eq(u64, tr.end.counts[MTF_EV_MALLOC], 16));
+    tb_check_end_counts(&tr);
+    tb_free(&tr);
+}
+
+/* ---- before the trace is open ---------------------------------------------------------------- */
+
+static int tb_opens; /* calls of the open hook */
+
+/* What init.c installs as mt_tbuf_open_trace: open the trace when a buffer must be written
+ * before the constructor ran. */
+static void tb_open_on_demand(void)
+{
+    tb_opens++;
+    int rc = mt_writer_open(tb_trace, MTF_ORIGIN_START, mt_config.max_frames);
+    cr_assert(eq(int, rc, 0));
+}
+
+Test(tbuf, calls_before_the_trace_is_open_are_written_once_it_opens)
+{
+    mt_tbuf_open_trace = tb_open_on_demand;
+    for (uint64_t i = 0; i < 10; i++)
+        tb_malloc(0xe000 + 16 * i, i, 100 + i);
+    cr_assert(eq(int, access(tb_trace, F_OK), -1), "no file yet");
+    cr_assert(eq(int, tb_opens, 0), "buffering does not open the trace");
+    mt_tbuf_flush_self();
+    cr_expect(eq(int, tb_opens, 1), "the first flush opens it");
+    for (uint64_t i = 10; i < 20; i++)
+        tb_malloc(0xe000 + 16 * i, i, 100 + i);
+    tb_finish();
+    cr_expect(eq(int, tb_opens, 1), "once");
+
+    struct trace tr;
+    tb_load("t.mtrace", &tr);
+    size_t n;
+    const struct tev **calls = tb_thread_calls(&tr, 1, &n);
+    cr_assert(eq(sz, n, (size_t)20));
+    for (size_t i = 0; i < n; i++)
+        cr_expect(eq(u64, calls[i]->ev.size, (uint64_t)i));
+    tb_check_end_counts(&tr);
+    tb_check_stacks(&tr);
+    free(calls);
+    tb_free(&tr);
+}
+
+/* trace-format.md §7: chunk flag 8 marks a chunk holding events from before the file was opened. */
+Test(tbuf, chunk_of_calls_from_before_the_open_is_flagged_preinit)
+{
+    mt_tbuf_open_trace = tb_open_on_demand;
+    for (uint64_t i = 0; i < 10; i++)
+        tb_malloc(0xe000 + 16 * i, i, 100 + i);
+    mt_tbuf_flush_self(); /* opens the trace, writes the early calls */
+    for (uint64_t i = 10; i < 20; i++)
+        tb_malloc(0xe000 + 16 * i, i, 100 + i);
+    tb_finish();
+
+    struct trace tr;
+    tb_load("t.mtrace", &tr);
+    size_t n;
+    const struct tev **calls = tb_thread_calls(&tr, 1, &n);
+    cr_assert(eq(sz, n, (size_t)20));
+    cr_expect(eq(u32, calls[0]->chunk.flags & MTF_CHUNKF_PREINIT, MTF_CHUNKF_PREINIT),
+              "early calls: PREINIT (flags %#x)", calls[0]->chunk.flags);
+    cr_expect(eq(u32, calls[10]->chunk.flags & MTF_CHUNKF_PREINIT, 0), "later calls: not");
+    free(calls);
+    tb_free(&tr);
+}
+
 /* ---- output failure -------------------------------------------------------------------------- */
 
 static atomic_int writev_budget; /* writev calls that still succeed */
