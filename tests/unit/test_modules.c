@@ -356,14 +356,25 @@ Test(modules, segments_are_the_load_headers_with_code_among_them)
 
 /* ---- changes --------------------------------------------------------------------------------- */
 
-/* A library nothing in the runner loads; dlclose really unmaps it. */
-#define MD_LIB "libm.so.6"
+/* Libraries a test program normally never loads; the first not already loaded is used (a
+ * sanitizer runtime brings libm in, for instance). dlclose really unmaps them. */
+static const char *const md_candidates[] = { "libm.so.6", "libBrokenLocale.so.1", "libanl.so.1" };
+static const char *md_lib; /* the one chosen */
 
 static void *md_dlopen_fresh(void)
 {
-    cr_assert(eq(ptr, dlopen(MD_LIB, RTLD_NOW | RTLD_NOLOAD), NULL), MD_LIB " not loaded yet");
-    void *h = dlopen(MD_LIB, RTLD_NOW);
-    cr_assert(ne(ptr, h, NULL), "dlopen %s: %s", MD_LIB, dlerror());
+    if (md_lib == NULL)
+        for (size_t i = 0; i < sizeof md_candidates / sizeof md_candidates[0] && !md_lib; i++) {
+            void *h = dlopen(md_candidates[i], RTLD_NOW | RTLD_NOLOAD);
+            if (h == NULL)
+                md_lib = md_candidates[i];
+            else
+                dlclose(h);
+        }
+    cr_assert(ne(ptr, (void *)md_lib, NULL), "a library that is not loaded yet");
+    cr_assert(eq(ptr, dlopen(md_lib, RTLD_NOW | RTLD_NOLOAD), NULL), "%s not loaded", md_lib);
+    void *h = dlopen(md_lib, RTLD_NOW);
+    cr_assert(ne(ptr, h, NULL), "dlopen %s: %s", md_lib, dlerror());
     return h;
 }
 
@@ -380,7 +391,7 @@ Test(modules, dlopen_adds_one_load_entry_with_the_next_id)
     const struct md_entry *e = &after.e[before.n];
     cr_expect(eq(u32, e->action, MTF_MOD_LOAD));
     cr_expect(eq(u32, e->id, before.e[before.n - 1].id + 1), "the next id");
-    cr_expect(ne(ptr, strstr(e->path, "libm.so"), NULL), "path %s", e->path);
+    cr_expect(ne(ptr, strstr(e->path, md_lib), NULL), "path %s", e->path);
     struct link_map *lm = NULL;
     cr_assert(eq(int, dlinfo(h, RTLD_DI_LINKMAP, &lm), 0));
     cr_expect(eq(u64, e->base, (uint64_t)lm->l_addr), "base is the load bias");
@@ -400,10 +411,10 @@ Test(modules, dlclose_adds_an_unload_entry_with_that_id)
     mt_modules_update(0);
     static struct md_map loaded, unloaded;
     md_load(&loaded);
-    const struct md_entry *lib = md_find_path(&loaded, "libm.so");
+    const struct md_entry *lib = md_find_path(&loaded, md_lib);
     cr_assert(ne(ptr, (void *)lib, NULL));
     cr_assert(eq(int, dlclose(h), 0));
-    cr_assert(eq(ptr, dlopen(MD_LIB, RTLD_NOW | RTLD_NOLOAD), NULL), "really unloaded");
+    cr_assert(eq(ptr, dlopen(md_lib, RTLD_NOW | RTLD_NOLOAD), NULL), "really unloaded");
     mt_modules_update(0);
     md_load(&unloaded);
     cr_assert(eq(sz, unloaded.n, loaded.n + 1), "one new entry");
@@ -433,7 +444,7 @@ Test(modules, reloading_gets_a_new_id)
     uint32_t ids[2];
     int n = 0;
     for (size_t i = 0; i < m.n; i++)
-        if (m.e[i].action == MTF_MOD_LOAD && strstr(m.e[i].path, "libm.so") && n < 2)
+        if (m.e[i].action == MTF_MOD_LOAD && strstr(m.e[i].path, md_lib) && n < 2)
             ids[n++] = m.e[i].id;
     cr_assert(eq(int, n, 2), "loaded twice");
     cr_expect(ne(u32, ids[0], ids[1]), "ids are not reused");
