@@ -18,9 +18,10 @@ struct mt_thread;
 #define MT_IN_REAL 2 /* inside the real allocator or mapper called by a hook */
 #define MT_IN_SHIM 3 /* inside code the shim calls for itself (unwinder, loader queries) */
 
-#define MT_TMODE_BUFFERED     0 /* events go to the thread's buffer */
-#define MT_TMODE_WRITETHROUGH 1 /* buffer gone (thread exiting, process ending): write each event  \
-                                 */
+#define MT_TMODE_BUFFERED 0 /* events go to the thread's buffer */
+#define MT_TMODE_WRITETHROUGH                                                                      \
+    1 /* buffer gone (thread exiting, process ending): write each event                            \
+       */
 
 struct mt_tls {
     struct mt_thread *volatile thread; /* buffer state, NULL until the first event */
@@ -28,6 +29,8 @@ struct mt_tls {
     volatile uint32_t mode;            /* MT_TMODE_* */
     uint32_t tid;                      /* cached gettid(); reset in a fork child */
     uint32_t serial;                   /* thread serial in the current trace, 0 until assigned */
+    uint32_t wt_epoch;                 /* after the buffer is retired: epoch for write-through */
+    uint32_t wt_offset;                /* ... and a running offset, so they keep their order */
 };
 
 extern __thread struct mt_tls mt_tls __attribute__((tls_model("initial-exec")));

@@ -160,9 +160,9 @@ static int visit(struct dl_phdr_info *info, size_t size, void *arg)
         if (ph->p_type != PT_LOAD)
             continue;
         if (ehdr >= lo && ehdr < lo + ph->p_memsz)
-            flags = MTF_MODF_VDSO;
+            flags |= MTF_MODF_VDSO;
         if ((uintptr_t)&mt_modules_update >= lo && (uintptr_t)&mt_modules_update < lo + ph->p_memsz)
-            flags = MTF_MODF_SHIM;
+            flags |= MTF_MODF_SHIM;
     }
     uint64_t h = hash_name(name);
     for (uint32_t i = 0; i < nknown; i++)

@@ -28,8 +28,12 @@ void *mt_boot_alloc(size_t size, size_t align)
 {
     if (align < 16)
         align = 16;
-    size_t start = (arena_used + sizeof(struct boot_hdr) + align - 1) & ~(align - 1);
-    if (size > ARENA_BYTES || start + size > ARENA_BYTES)
+    /* align the absolute address: the arena itself is only 64-byte aligned */
+    uintptr_t base = (uintptr_t)arena;
+    uintptr_t at =
+        (base + arena_used + sizeof(struct boot_hdr) + align - 1) & ~(uintptr_t)(align - 1);
+    size_t start = at - base;
+    if (size > ARENA_BYTES || start > ARENA_BYTES || start + size > ARENA_BYTES)
         mt_fatal(134, "bootstrap arena exhausted (%zu bytes requested while resolving symbols)",
                  size);
     ((struct boot_hdr *)(arena + start))[-1].size = size;

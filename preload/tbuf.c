@@ -57,7 +57,8 @@ struct mt_thread {
     uint32_t base_stack;
     uint64_t first_ts;
     uint32_t nevents;
-    uint32_t rounds; /* thread-exit destructor calls so far */
+    uint32_t rounds;  /* thread-exit destructor calls so far */
+    uint32_t preinit; /* the generation holds events from before the trace was open */
     uint32_t npending;
     struct mt_stack_node *pending[PENDING_MAX]; /* defined in this generation, not yet marked */
     uint64_t gen_counts[MTF_EV_KIND_COUNT];     /* events of the current generation, per kind */
@@ -201,6 +202,8 @@ static void flush_thread(struct mt_thread *t, uint32_t flags)
             if (mt_enc_scan(t->buf + done, len - done, &probe, &sc) != 0)
                 mt_fatal(134, "internal error: unreadable event buffer (thread %u)", t->tid);
         }
+        if (t->preinit)
+            flags |= MTF_CHUNKF_PREINIT;
         ok = write_chunk(t, t->epoch, done, &base, &sc, t->buf + done, len - done, flags) == 0;
     } else if (flags & MTF_CHUNKF_THREAD_END) {
         /* nothing left to write, but the reader learns that the thread ended */
@@ -213,6 +216,7 @@ static void flush_thread(struct mt_thread *t, uint32_t flags)
         for (uint32_t i = 0; i < t->npending; i++)
             mt_stack_mark_written(t->pending[i]);
     t->npending = 0;
+    t->preinit = !mt_writer_ok() && !mt_writer_failed();
     t->epoch++;
     start_generation(t);
 }
@@ -233,13 +237,18 @@ static void steal(struct mt_thread *t)
     if (copy == NULL)
         return;
     memcpy(copy, t->buf, len);
+    /* The owner's identity, read before the CAS: once it succeeds no flush, retirement or new
+     * owner can have happened since we loaded `claim`, but one may happen right after. */
+    struct mt_thread who;
+    who.tid = __atomic_load_n(&t->tid, __ATOMIC_RELAXED);
+    who.serial = __atomic_load_n(&t->serial, __ATOMIC_RELAXED);
     uint64_t want = ((uint64_t)epoch << 32) | len;
     if (atomic_compare_exchange_strong(&t->claim, &c, want)) {
         struct mt_scan skip, sc;
         if (mt_enc_scan(copy, done, &base, &skip) == 0) {
             struct mt_enc_state at = base;
             if (mt_enc_scan(copy + done, len - done, &at, &sc) == 0)
-                (void)write_chunk(t, epoch, done, &base, &sc, copy + done, len - done,
+                (void)write_chunk(&who, epoch, done, &base, &sc, copy + done, len - done,
                                   MTF_CHUNKF_STOLEN);
         }
     }
@@ -287,6 +296,7 @@ static void thread_adopt(struct mt_thread *t)
     memset(&t->st, 0, sizeof t->st);
     t->npending = 0;
     t->rounds = 0;
+    t->preinit = !mt_writer_ok() && !mt_writer_failed();
     mt_stack_cache_clear(&t->cache);
     start_generation(t);
 }
@@ -318,6 +328,8 @@ static struct mt_thread *thread_get(void)
 
 static void thread_retire(struct mt_thread *t)
 {
+    mt_tls.wt_epoch = t->epoch; /* flush_thread already moved past the last written one */
+    mt_tls.wt_offset = 0;
     mt_tls.thread = NULL;
     mt_tls.mode = MT_TMODE_WRITETHROUGH;
     atomic_store(&t->state, T_RETIRED);
@@ -430,8 +442,19 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
     if (mt_tls.serial == 0)
         mt_tls.serial = atomic_fetch_add(&serials, 1) + 1;
     pseudo.serial = mt_tls.serial;
-    if (write_chunk(&pseudo, 0, 0, &base, &sc, ev, (uint32_t)(p - ev), MTF_CHUNKF_WRITETHROUGH) ==
-            0 &&
+    /* Where the event falls among the thread's buffered ones (trace-format.md §10): at the
+     * buffer's current end, or after everything once the buffer is gone. */
+    uint32_t epoch, offset;
+    struct mt_thread *own = mt_tls.thread;
+    if (own != NULL) {
+        epoch = own->epoch;
+        offset = atomic_load_explicit(&own->len, memory_order_relaxed);
+    } else {
+        epoch = mt_tls.wt_epoch;
+        offset = mt_tls.wt_offset++;
+    }
+    if (write_chunk(&pseudo, epoch, offset, &base, &sc, ev, (uint32_t)(p - ev),
+                    MTF_CHUNKF_WRITETHROUGH) == 0 &&
         node != NULL)
         mt_stack_mark_written(node);
 }
