@@ -380,6 +380,26 @@ int h_stack_has(const struct h_trace *t, uint32_t id, const char *func)
     return 0;
 }
 
+void end_tally(const char *path, struct end_tally *y)
+{
+    memset(y, 0, sizeof *y);
+    struct reader *r = NULL;
+    int rc = reader_open(&r, path);
+    cr_assert_eq(rc, 0, "%s: %s", path, r ? reader_error(r) : "out of memory");
+    struct rd_item it;
+    while ((rc = reader_next(r, &it)) > 0) {
+        if (it.type == RD_ITEM_EVENT && it.ev.kind < MTF_EV_KIND_COUNT) {
+            y->total[it.ev.kind]++;
+        } else if (it.type == RD_ITEM_END) {
+            y->ends++;
+            y->end = it.end;
+            memcpy(y->before, y->total, sizeof y->before);
+        }
+    }
+    cr_assert_eq(rc, 0, "%s: cannot decode: %s", path, reader_error(r));
+    reader_close(r);
+}
+
 char *h_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

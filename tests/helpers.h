@@ -87,6 +87,17 @@ void h_symbol(const struct h_trace *t, uint64_t pc, char *out, size_t cap);
 /* Whether stack `id` of the trace contains a frame in a function whose name equals `func`. */
 int h_stack_has(const struct h_trace *t, uint32_t id, const char *func);
 
+/* Events per kind before the last END record and in the whole file (trace-format.md §8: events
+ * may follow an END, written through by threads still running or by late destructors; END
+ * counts what was written before it). Fails the test if the trace does not decode. */
+struct end_tally {
+    uint64_t before[MTF_EV_KIND_COUNT]; /* events before the last END */
+    uint64_t total[MTF_EV_KIND_COUNT];  /* events in the file */
+    struct mtf_end end;                 /* the last END */
+    int ends;                           /* END records */
+};
+void end_tally(const char *path, struct end_tally *y);
+
 /* Read a whole file into a malloc'd buffer; returns NULL on failure. */
 char *h_read_file(const char *path, size_t *len);
 

@@ -65,36 +65,6 @@ static uint64_t mallocs_of(const struct h_trace *t, uint64_t size)
     return n;
 }
 
-/* Events per kind before the last END record and in the whole file (trace-format.md §8: events
- * may follow an END, written through by threads still running or by late destructors; END
- * counts what was written before it). */
-struct end_tally {
-    uint64_t before[MTF_EV_KIND_COUNT]; /* events before the last END */
-    uint64_t total[MTF_EV_KIND_COUNT];  /* events in the file */
-    struct mtf_end end;                 /* the last END */
-    int ends;                           /* END records */
-};
-
-static void end_tally(const char *path, struct end_tally *y)
-{
-    memset(y, 0, sizeof *y);
-    struct reader *r = NULL;
-    int rc = reader_open(&r, path);
-    cr_assert_eq(rc, 0, "%s: %s", path, r ? reader_error(r) : "out of memory");
-    struct rd_item it;
-    while ((rc = reader_next(r, &it)) > 0) {
-        if (it.type == RD_ITEM_EVENT && it.ev.kind < MTF_EV_KIND_COUNT) {
-            y->total[it.ev.kind]++;
-        } else if (it.type == RD_ITEM_END) {
-            y->ends++;
-            y->end = it.end;
-            memcpy(y->before, y->total, sizeof y->before);
-        }
-    }
-    cr_assert_eq(rc, 0, "%s: cannot decode: %s", path, reader_error(r));
-    reader_close(r);
-}
-
 /* Complete per the reader (an END, and no records after an exec END), last END's reason as
  * expected (0: exit or exec), nothing dropped, END counting exactly the events before it; none
  * after it (these programs have no thread running at exit). */
