@@ -108,7 +108,8 @@ $(B)/tests/%.o: tests/%.c
 
 # Unit tests link preload objects (built with shim flags, hooks excluded) and report objects.
 # (common/ comes once, with the shim objects)
-$(B)/tests/unit-tests: $(UNIT_SRC:tests/%.c=$(B)/tests/%.o) $(SHIM_CORE_OBJ) \
+$(B)/tests/unit-tests: $(UNIT_SRC:tests/%.c=$(B)/tests/%.o) \
+                       $(HELPER_SRC:tests/%.c=$(B)/tests/%.o) $(SHIM_CORE_OBJ) \
                        $(REPORT_LIB_SRC:%.c=$(B)/obj/%.o)
 	$(call quiet,LD,$@)$(CC) -o $@ $^ $(CRITERION_LIBS) $(UNWIND_LIBS) $(REPORT_LIBS) -ldl -pthread
 

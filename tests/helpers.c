@@ -418,6 +418,13 @@ char *h_read_file(const char *path, size_t *len)
     return buf;
 }
 
+uint8_t *h_must_read(const char *path, size_t *len)
+{
+    char *buf = h_read_file(path, len);
+    cr_assert_not_null(buf, "cannot read %s: %s", path, strerror(errno));
+    return (uint8_t *)buf;
+}
+
 int h_write_file(const char *path, const void *data, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -101,6 +101,9 @@ void end_tally(const char *path, struct end_tally *y);
 /* Read a whole file into a malloc'd buffer; returns NULL on failure. */
 char *h_read_file(const char *path, size_t *len);
 
+/* h_read_file that fails the test when the file cannot be read. */
+uint8_t *h_must_read(const char *path, size_t *len);
+
 /* Write a buffer to a file (created 0600, truncated). 0 on success. */
 int h_write_file(const char *path, const void *data, size_t len);
 

@@ -40,6 +40,7 @@
 #include "tbuf.h"
 #include "unwind.h"
 #include "writer.h"
+#include "helpers.h"
 
 /* ---- fixture --------------------------------------------------------------------------------- */
 
@@ -139,25 +140,6 @@ struct trace {
     size_t before_end; /* events read before the last END */
 };
 
-static uint8_t *tb_slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    cr_assert(ge(int, fd, 0), "open %s: %s", path, strerror(errno));
-    struct stat st;
-    cr_assert(eq(int, fstat(fd, &st), 0));
-    uint8_t *buf = malloc((size_t)st.st_size + 1);
-    cr_assert(ne(ptr, buf, NULL));
-    size_t n = 0;
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        cr_assert(gt(long, (long)r, 0));
-        n += (size_t)r;
-    }
-    close(fd);
-    *len = n;
-    return buf;
-}
-
 /* Decode tb_dir/<name> completely; any reader error fails the test. */
 static void tb_load(const char *name, struct trace *tr)
 {
@@ -165,7 +147,7 @@ static void tb_load(const char *name, struct trace *tr)
     snprintf(path, sizeof path, "%s/%s", tb_dir, name);
     memset(tr, 0, sizeof *tr);
     size_t flen;
-    uint8_t *file = tb_slurp(path, &flen);
+    uint8_t *file = h_must_read(path, &flen);
     struct reader *r = NULL;
     int rc = reader_open(&r, path);
     cr_assert(eq(int, rc, 0), "reader_open %s: %s", path, r ? reader_error(r) : "no memory");
@@ -877,7 +859,7 @@ static struct mtf_chunk *tb_chunks(const char *name, uint32_t serial, size_t *n)
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", tb_dir, name);
     size_t len;
-    uint8_t *file = tb_slurp(path, &len);
+    uint8_t *file = h_must_read(path, &len);
     struct mtf_file_header fh;
     cr_assert(ge(sz, len, sizeof fh));
     memcpy(&fh, file, sizeof fh);
@@ -1135,7 +1117,7 @@ Test(tbuf, stolen_chunk_names_its_thread_when_the_buffer_is_reused_meanwhile)
 
     /* streamed, not tb_load: millions of decoded events would not fit in memory comfortably */
     size_t flen;
-    uint8_t *file = tb_slurp(tb_trace, &flen);
+    uint8_t *file = h_must_read(tb_trace, &flen);
     struct reader *r = NULL;
     cr_assert(eq(int, reader_open(&r, tb_trace), 0));
     size_t na[ATTEMPTS] = { 0 }, wrong[ATTEMPTS] = { 0 }, stolen[ATTEMPTS] = { 0 };

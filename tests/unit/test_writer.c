@@ -24,6 +24,7 @@
 #include "log.h"
 #include "memtrace/format.h"
 #include "writer.h"
+#include "helpers.h"
 
 static char tmp[PATH_MAX]; /* this test's directory (real path, as getcwd reports it) */
 static struct mt_sys real; /* the default system calls, for fault wrappers to forward to */
@@ -69,26 +70,6 @@ static void in_tmp(char *out, size_t cap, const char *name)
 {
     int n = snprintf(out, cap, "%s/%s", tmp, name);
     cr_assert(lt(int, n, (int)cap));
-}
-
-/* Read a whole file into a malloc'd buffer; *len gets its size. */
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    int f = open(path, O_RDONLY);
-    cr_assert(ge(int, f, 0), "open %s: %s", path, strerror(errno));
-    struct stat st;
-    cr_assert(eq(int, fstat(f, &st), 0));
-    uint8_t *buf = malloc((size_t)st.st_size + 1);
-    cr_assert(ne(ptr, buf, NULL));
-    size_t n = 0;
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(f, buf + n, (size_t)st.st_size - n);
-        cr_assert(gt(long, (long)r, 0));
-        n += (size_t)r;
-    }
-    close(f);
-    *len = n;
-    return buf;
 }
 
 static off_t file_size(const char *path)
@@ -294,7 +275,7 @@ Test(writer, open_creates_file_0600_with_header)
     cr_expect(eq(int, (int)(st.st_mode & 07777), 0600), "mode %o", (unsigned)(st.st_mode & 07777));
 
     size_t len;
-    uint8_t *buf = slurp(path, &len);
+    uint8_t *buf = h_must_read(path, &len);
     cr_assert(eq(sz, len, MTF_FILE_HEADER_SIZE), "the file holds only the header");
     struct mtf_file_header h;
     memcpy(&h, buf, sizeof h);
@@ -444,7 +425,7 @@ Test(writer, open_keeps_low_descriptor_when_dup_fails)
     struct iovec v = { "abcd", 4 };
     cr_assert(eq(int, mt_writer_record(MTF_REC_LOSS, &v, 1), 0));
     size_t len, off = MTF_FILE_HEADER_SIZE;
-    uint8_t *buf = slurp(mt_writer_path(), &len);
+    uint8_t *buf = h_must_read(mt_writer_path(), &len);
     expect_record(buf, len, &off, MTF_REC_LOSS, "abcd", 4);
     cr_expect(eq(sz, off, len));
     free(buf);
@@ -538,7 +519,7 @@ Test(writer, record_frames_payload_from_several_iovecs)
     cr_assert(eq(int, mt_writer_record(MTF_REC_MODULES, c, 2), 0));
 
     size_t len, off = MTF_FILE_HEADER_SIZE;
-    uint8_t *buf = slurp(mt_writer_path(), &len);
+    uint8_t *buf = h_must_read(mt_writer_path(), &len);
     expect_record(buf, len, &off, MTF_REC_PROCESS, "abcdefgh", 8);
     expect_record(buf, len, &off, MTF_REC_EVENTS, bcat, (uint32_t)blen);
     expect_record(buf, len, &off, MTF_REC_END, "", 0);
@@ -558,7 +539,7 @@ Test(writer, record_accepts_up_to_max_iovecs)
     }
     cr_assert(eq(int, mt_writer_record(MTF_REC_EVENTS, v, MT_WRITER_MAX_IOV), 0));
     size_t len, off = MTF_FILE_HEADER_SIZE;
-    uint8_t *buf = slurp(mt_writer_path(), &len);
+    uint8_t *buf = h_must_read(mt_writer_path(), &len);
     expect_record(buf, len, &off, MTF_REC_EVENTS, want, MT_WRITER_MAX_IOV);
     cr_expect(eq(sz, off, len));
     free(buf);
@@ -657,7 +638,7 @@ Test(writer, eintr_is_retried_transparently, .init = cr_redirect_stderr)
     cr_expect(eq(int, mt_writer_failed(), 0));
     cr_expect(eq(int, mt_writer_ok(), 1));
     size_t len, off = MTF_FILE_HEADER_SIZE;
-    uint8_t *buf = slurp(mt_writer_path(), &len);
+    uint8_t *buf = h_must_read(mt_writer_path(), &len);
     expect_record(buf, len, &off, MTF_REC_PROCESS, "hello world", 11);
     cr_expect(eq(sz, off, len));
     free(buf);
