@@ -24,16 +24,16 @@ static uint64_t unzig(uint64_t z)
 }
 
 const char *const mt_enc_layout[MTF_EV_KIND_COUNT] = {
-    [MTF_EV_MALLOC] = "avs",
-    [MTF_EV_CALLOC] = "avvs",
-    [MTF_EV_REALLOC] = "aavsv",
-    [MTF_EV_REALLOCARRAY] = "aavvsv",
+    [MTF_EV_MALLOC] = "avvs",
+    [MTF_EV_CALLOC] = "avvvs",
+    [MTF_EV_REALLOC] = "aavvsv",
+    [MTF_EV_REALLOCARRAY] = "aavvvsv",
     [MTF_EV_FREE] = "a",
-    [MTF_EV_POSIX_MEMALIGN] = "avvs",
-    [MTF_EV_ALIGNED_ALLOC] = "avvs",
-    [MTF_EV_MEMALIGN] = "avvs",
-    [MTF_EV_VALLOC] = "avs",
-    [MTF_EV_PVALLOC] = "avs",
+    [MTF_EV_POSIX_MEMALIGN] = "avvvs",
+    [MTF_EV_ALIGNED_ALLOC] = "avvvs",
+    [MTF_EV_MEMALIGN] = "avvvs",
+    [MTF_EV_VALLOC] = "avvs",
+    [MTF_EV_PVALLOC] = "avvs",
     [MTF_EV_MMAP] = "avvvvvs",
     [MTF_EV_MMAP64] = "avvvvvs",
     [MTF_EV_MUNMAP] = "av",
@@ -41,6 +41,8 @@ const char *const mt_enc_layout[MTF_EV_KIND_COUNT] = {
     [MTF_EV_STACK] = "vf",
     [MTF_EV_FORK] = "v",
     [MTF_EV_EXEC] = "",
+    [MTF_EV_SNAPSHOT] = "vvvvvvvb",
+    [MTF_EV_LIMIT] = "vvvvvvs",
 };
 
 int mt_enc_scan(const uint8_t *p, uint32_t len, struct mt_enc_state *s, struct mt_scan *out)
@@ -48,11 +50,14 @@ int mt_enc_scan(const uint8_t *p, uint32_t len, struct mt_enc_state *s, struct m
     const uint8_t *end = p + len;
     memset(out, 0, sizeof *out);
     while (p < end) {
-        unsigned kind = *p++ & MTF_EV_KIND_MASK;
+        unsigned tag = *p++;
+        unsigned kind = tag & MTF_EV_KIND_MASK;
         uint64_t v;
         if (kind == 0 || kind >= MTF_EV_KIND_COUNT || get(&p, end, &v) != 0)
             return -1;
         s->ts += v;
+        if ((tag & MTF_EVF_CLASS) && kind != MTF_EV_STACK && get(&p, end, &v) != 0)
+            return -1;
         for (const char *f = mt_enc_layout[kind]; *f; f++) {
             if (get(&p, end, &v) != 0)
                 return -1;
@@ -60,6 +65,10 @@ int mt_enc_scan(const uint8_t *p, uint32_t len, struct mt_enc_state *s, struct m
                 s->addr += unzig(v);
             } else if (*f == 's') {
                 s->stack += (uint32_t)unzig(v);
+            } else if (*f == 'b') {
+                if (v > (uint64_t)(end - p))
+                    return -1;
+                p += v;
             } else if (*f == 'f') {
                 uint64_t n = v, frame;
                 for (uint64_t i = 0; i < n; i++)

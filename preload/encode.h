@@ -46,19 +46,27 @@ static inline uint8_t *mt_put_stack(uint8_t *p, struct mt_enc_state *s, uint32_t
     return p;
 }
 
-/* Tag byte and time delta: every event starts with them. */
+/* Flags argument of the recording functions: the tag's flag bits, and with MTF_EVF_CLASS the
+ * class in bits 8 and up (MT_EV_CLASS(c) builds both). */
+#define MT_EV_CLASS(c) (MTF_EVF_CLASS | ((unsigned)(c) << 8))
+
+/* Tag byte, time delta and (with MTF_EVF_CLASS on a non-STACK kind) the class: every event
+ * starts with them. */
 static inline uint8_t *mt_put_head(uint8_t *p, struct mt_enc_state *s, unsigned kind,
                                    unsigned flags, uint64_t ts)
 {
-    *p++ = (uint8_t)(kind | flags);
+    *p++ = (uint8_t)(kind | (flags & 0xe0U));
     p = mt_put_varint(p, ts >= s->ts ? ts - s->ts : 0);
     if (ts > s->ts)
         s->ts = ts;
+    if ((flags & MTF_EVF_CLASS) && kind != MTF_EV_STACK)
+        p = mt_put_varint(p, flags >> 8);
     return p;
 }
 
-/* Field layout of each kind after the tag and time delta: 'a' address, 's' stack, 'v' varint,
- * 'f' frame list (STACK). NULL for kinds that do not exist. */
+/* Field layout of each kind after the head: 'a' address, 's' stack, 'v' varint, 'b' bytes (two
+ * fields: length, then a pointer to them), 'f' frame list (STACK). NULL for kinds that do not
+ * exist. */
 extern const char *const mt_enc_layout[MTF_EV_KIND_COUNT];
 
 /* Upper bound of an encoded STACK definition. */

@@ -18,6 +18,15 @@ static inline void record(unsigned kind, unsigned flags, uint64_t ts, const uint
     errno = err;
 }
 
+/* What the allocator handed out beyond the request (trace-format.md §7): heapUsed counts it. */
+static inline uint64_t slack(const void *p, uint64_t size)
+{
+    if (p == NULL)
+        return 0;
+    uint64_t usable = mt_real.malloc_usable_size((void *)p);
+    return usable > size ? usable - size : 0;
+}
+
 static void nested(unsigned kind, unsigned flags, const uint64_t *f, int err)
 {
     mt_tbuf_nested(kind, flags, mt_clock_ns(), f);
@@ -31,7 +40,7 @@ MT_EXPORT void *malloc(size_t size)
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = mt_real.malloc(size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
-            uint64_t f[2] = { (uintptr_t)p, size };
+            uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
             nested(MTF_EV_MALLOC, p ? 0 : MTF_EVF_FAILED, f, errno);
         }
         return p;
@@ -39,7 +48,7 @@ MT_EXPORT void *malloc(size_t size)
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.malloc(size);
     int err = errno;
-    uint64_t f[2] = { (uintptr_t)p, size };
+    uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
     record(MTF_EV_MALLOC, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
     return p;
 }
@@ -78,7 +87,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = mt_real.calloc(nmemb, size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
-            uint64_t f[3] = { (uintptr_t)p, nmemb, size };
+            uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack(p, (uint64_t)nmemb * size) };
             nested(MTF_EV_CALLOC, p ? 0 : MTF_EVF_FAILED, f, errno);
         }
         return p;
@@ -86,7 +95,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.calloc(nmemb, size);
     int err = errno;
-    uint64_t f[3] = { (uintptr_t)p, nmemb, size };
+    uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack(p, (uint64_t)nmemb * size) };
     record(MTF_EV_CALLOC, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
     return p;
 }
@@ -110,8 +119,8 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
         void *p = mt_real.realloc(ptr, size);
         if (mt_hook_nested_is_program(caller, 0)) {
             unsigned fl = (p == NULL && size != 0) ? MTF_EVF_FAILED : 0;
-            uint64_t f[5] = { (uintptr_t)ptr, (uintptr_t)p, nmemb, elsize, 0 };
-            uint64_t g[4] = { (uintptr_t)ptr, (uintptr_t)p, size, 0 };
+            uint64_t f[6] = { (uintptr_t)ptr, (uintptr_t)p, nmemb, elsize, slack(p, size), 0 };
+            uint64_t g[5] = { (uintptr_t)ptr, (uintptr_t)p, size, slack(p, size), 0 };
             nested(kind, fl, kind == MTF_EV_REALLOC ? g : f, errno);
         }
         return p;
@@ -124,10 +133,10 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
     /* glibc: realloc(p, 0) frees p and returns NULL: that is not a failure */
     unsigned fl = (p == NULL && (size != 0 || ptr == NULL)) ? MTF_EVF_FAILED : 0;
     if (kind == MTF_EV_REALLOC) {
-        uint64_t f[4] = { (uintptr_t)ptr, (uintptr_t)p, size, t1 - t0 };
+        uint64_t f[5] = { (uintptr_t)ptr, (uintptr_t)p, size, slack(p, size), t1 - t0 };
         record(kind, fl, t1, f, err);
     } else {
-        uint64_t f[5] = { (uintptr_t)ptr, (uintptr_t)p, nmemb, elsize, t1 - t0 };
+        uint64_t f[6] = { (uintptr_t)ptr, (uintptr_t)p, nmemb, elsize, slack(p, size), t1 - t0 };
         record(kind, fl, t1, f, err);
     }
     return p;
@@ -147,7 +156,7 @@ MT_EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
     size_t total;
     if (__builtin_mul_overflow(nmemb, size, &total)) {
         if (mt_hook_ready() == 0 && !mt_guard_active()) {
-            uint64_t f[5] = { (uintptr_t)ptr, 0, nmemb, size, 0 };
+            uint64_t f[6] = { (uintptr_t)ptr, 0, nmemb, size, 0, 0 };
             record(MTF_EV_REALLOCARRAY, MTF_EVF_FAILED, mt_clock_ns(), f, ENOMEM);
         }
         errno = ENOMEM;
@@ -167,7 +176,7 @@ static void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align,
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(align, size);
         if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t f[3] = { (uintptr_t)p, align, size };
+            uint64_t f[4] = { (uintptr_t)p, align, size, slack(p, size) };
             nested(kind, p ? 0 : MTF_EVF_FAILED, f, errno);
         }
         return p;
@@ -175,7 +184,7 @@ static void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align,
     mt_guard_set(MT_IN_REAL);
     void *p = real(align, size);
     int err = errno;
-    uint64_t f[3] = { (uintptr_t)p, align, size };
+    uint64_t f[4] = { (uintptr_t)p, align, size, slack(p, size) };
     record(kind, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
     return p;
 }
@@ -204,7 +213,8 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     if (MT_UNLIKELY(mt_guard_active())) {
         int rc = mt_real.posix_memalign(memptr, align, size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
-            uint64_t f[3] = { rc == 0 ? (uintptr_t)*memptr : 0, align, size };
+            void *q = rc == 0 ? *memptr : NULL;
+            uint64_t f[4] = { (uintptr_t)q, align, size, slack(q, size) };
             nested(MTF_EV_POSIX_MEMALIGN, rc == 0 ? 0 : MTF_EVF_FAILED, f, errno);
         }
         return rc;
@@ -212,7 +222,8 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     mt_guard_set(MT_IN_REAL);
     int rc = mt_real.posix_memalign(memptr, align, size); /* leaves *memptr alone on failure */
     int err = errno;
-    uint64_t f[3] = { rc == 0 ? (uintptr_t)*memptr : 0, align, size };
+    void *q = rc == 0 ? *memptr : NULL;
+    uint64_t f[4] = { (uintptr_t)q, align, size, slack(q, size) };
     record(MTF_EV_POSIX_MEMALIGN, rc == 0 ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
     return rc;
 }
@@ -224,7 +235,7 @@ static void *paged(unsigned kind, void *(*real)(size_t), size_t size, const void
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(size);
         if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t f[2] = { (uintptr_t)p, size };
+            uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
             nested(kind, p ? 0 : MTF_EVF_FAILED, f, errno);
         }
         return p;
@@ -232,7 +243,7 @@ static void *paged(unsigned kind, void *(*real)(size_t), size_t size, const void
     mt_guard_set(MT_IN_REAL);
     void *p = real(size);
     int err = errno;
-    uint64_t f[2] = { (uintptr_t)p, size };
+    uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
     record(kind, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
     return p;
 }

@@ -397,7 +397,13 @@ static uint8_t *put_fields(uint8_t *p, struct mt_enc_state *s, unsigned kind,
             p = mt_put_addr(p, s, fields[i++]);
         else if (*lay == 'v')
             p = mt_put_varint(p, fields[i++]);
-        else if (*lay == 's')
+        else if (*lay == 'b') {
+            uint64_t n = fields[i] > MTF_LABEL_MAX ? MTF_LABEL_MAX : fields[i];
+            p = mt_put_varint(p, n);
+            memcpy(p, (const void *)(uintptr_t)fields[i + 1], n);
+            p += n;
+            i += 2;
+        } else if (*lay == 's')
             p = mt_put_stack(p, s, stack);
     }
     return p;

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#define MT_FIELDS_MAX 6 /* non-stack fields of the widest event (MMAP) */
+#define MT_FIELDS_MAX 9 /* non-stack fields of the widest event (SNAPSHOT) */
 
 /* Create the thread-exit key. Call once at start-up. */
 void mt_tbuf_init(void);

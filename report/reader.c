@@ -465,38 +465,47 @@ static int decode_event(struct dec *d, struct rd_event *ev, uint64_t *frames)
     unsigned flags = tag & ~MTF_EV_KIND_MASK;
     if (kind == 0 || kind >= MTF_EV_KIND_COUNT)
         return bad(d, "unknown event kind %u", kind);
-    if ((flags & MTF_EVF_TRUNC) && kind != MTF_EV_STACK)
-        return bad(d, "TRUNC flag on a %s event", reader_kind_name(kind));
     if (kind == MTF_EV_STACK && (flags & (MTF_EVF_FAILED | MTF_EVF_NESTED)))
         return bad(d, "call flags 0x%x on a stack definition", flags);
     ev->kind = (uint8_t)kind;
     ev->flags = (uint8_t)flags;
+    ev->cls = RD_CLASS_DEFAULT;
 
     uint64_t dt, z = 0;
     if (varint(d, &dt) != 0)
         return -1;
     d->ts += dt;
     ev->ts_ns = d->ts;
+    if ((flags & MTF_EVF_CLASS) && kind != MTF_EV_STACK) {
+        uint64_t c;
+        if (varint(d, &c) != 0)
+            return -1;
+        if (c >= MTF_CLASS_COUNT)
+            return bad(d, "class %" PRIu64 " on a %s event", c, reader_kind_name(kind));
+        ev->cls = (uint8_t)c;
+    }
 
     int rc = 0;
     switch (kind) {
     case MTF_EV_MALLOC:
     case MTF_EV_VALLOC:
     case MTF_EV_PVALLOC:
-        rc = addr_field(d, &ev->addr) || varint(d, &ev->size) || stack_field(d, &ev->stack);
+        rc = addr_field(d, &ev->addr) || varint(d, &ev->size) || varint(d, &ev->slack) ||
+             stack_field(d, &ev->stack);
         break;
     case MTF_EV_CALLOC:
         rc = addr_field(d, &ev->addr) || varint(d, &ev->nmemb) || varint(d, &ev->elsize) ||
-             stack_field(d, &ev->stack);
+             varint(d, &ev->slack) || stack_field(d, &ev->stack);
         ev->size = mul_sat(ev->nmemb, ev->elsize);
         break;
     case MTF_EV_REALLOC:
         rc = addr_field(d, &ev->old_addr) || addr_field(d, &ev->addr) || varint(d, &ev->size) ||
-             stack_field(d, &ev->stack) || varint(d, &ev->pre_ns);
+             varint(d, &ev->slack) || stack_field(d, &ev->stack) || varint(d, &ev->pre_ns);
         break;
     case MTF_EV_REALLOCARRAY:
         rc = addr_field(d, &ev->old_addr) || addr_field(d, &ev->addr) || varint(d, &ev->nmemb) ||
-             varint(d, &ev->elsize) || stack_field(d, &ev->stack) || varint(d, &ev->pre_ns);
+             varint(d, &ev->elsize) || varint(d, &ev->slack) || stack_field(d, &ev->stack) ||
+             varint(d, &ev->pre_ns);
         ev->size = mul_sat(ev->nmemb, ev->elsize);
         break;
     case MTF_EV_FREE:
@@ -506,7 +515,7 @@ static int decode_event(struct dec *d, struct rd_event *ev, uint64_t *frames)
     case MTF_EV_ALIGNED_ALLOC:
     case MTF_EV_MEMALIGN:
         rc = addr_field(d, &ev->addr) || varint(d, &ev->align) || varint(d, &ev->size) ||
-             stack_field(d, &ev->stack);
+             varint(d, &ev->slack) || stack_field(d, &ev->stack);
         break;
     case MTF_EV_MMAP:
     case MTF_EV_MMAP64:
@@ -548,6 +557,38 @@ static int decode_event(struct dec *d, struct rd_event *ev, uint64_t *frames)
         break;
     case MTF_EV_EXEC:
         break;
+    case MTF_EV_SNAPSHOT: {
+        uint64_t reason, len;
+        rc = varint(d, &reason) || varint(d, &ev->rss) || varint(d, &ev->heap_total) ||
+             varint(d, &ev->heap_used) || varint(d, &ev->external) || varint(d, &ev->mapped) ||
+             varint(d, &ev->rss_peak) || varint(d, &len);
+        if (rc)
+            return -1;
+        if (reason >= MTF_SNAP_COUNT)
+            return bad(d, "snapshot reason %" PRIu64 " unknown", reason);
+        if (len > MTF_LABEL_MAX || len > (uint64_t)(d->end - d->p))
+            return bad(d, "snapshot label of %" PRIu64 " bytes", len);
+        ev->snap_reason = (uint32_t)reason;
+        ev->label = (const char *)d->p;
+        ev->label_len = (uint32_t)len;
+        d->p += len;
+        break;
+    }
+    case MTF_EV_LIMIT: {
+        uint64_t call, cls, mode;
+        rc = varint(d, &call) || varint(d, &cls) || varint(d, &mode) || varint(d, &ev->limit) ||
+             varint(d, &ev->live) || varint(d, &ev->size) || stack_field(d, &ev->stack);
+        if (rc)
+            return -1;
+        if (call == 0 || call > MTF_EV_MREMAP || call == MTF_EV_FREE || call == MTF_EV_MUNMAP)
+            return bad(d, "limit refused a call of kind %" PRIu64, call);
+        if (cls > MTF_CLASS_EXTERNAL || mode > MTF_LIMIT_ENOMEM)
+            return bad(d, "limit class %" PRIu64 " mode %" PRIu64, cls, mode);
+        ev->call = (uint32_t)call;
+        ev->limit_class = (uint32_t)cls;
+        ev->limit_mode = (uint32_t)mode;
+        break;
+    }
     }
     return rc ? -1 : 0;
 }
@@ -1008,6 +1049,8 @@ const char *reader_kind_name(unsigned kind)
         [MTF_EV_STACK] = "stack",
         [MTF_EV_FORK] = "fork",
         [MTF_EV_EXEC] = "exec",
+        [MTF_EV_SNAPSHOT] = "snapshot",
+        [MTF_EV_LIMIT] = "limit",
     };
     return kind < MTF_EV_KIND_COUNT && names[kind] ? names[kind] : "unknown";
 }
@@ -1047,4 +1090,17 @@ const char *reader_loss_reason_name(unsigned reason)
         return "thread";
     }
     return "unknown";
+}
+
+const char *reader_class_name(unsigned cls)
+{
+    static const char *const names[MTF_CLASS_COUNT] = { "heap", "external", "mapped" };
+    return cls < MTF_CLASS_COUNT ? names[cls] : "unknown";
+}
+
+const char *reader_snap_reason_name(unsigned reason)
+{
+    static const char *const names[MTF_SNAP_COUNT] = { "start", "interval", "mark", "exit",
+                                                       "limit" };
+    return reason < MTF_SNAP_COUNT ? names[reason] : "unknown";
 }

@@ -49,8 +49,22 @@ struct rd_event {
     const uint64_t *frames; /* STACK: nframes return addresses, valid until the next call */
     uint64_t child_pid;     /* FORK */
     uint64_t pre_ns;        /* REALLOC*, MREMAP: the old block was released at ts_ns - pre_ns */
-    uint64_t chunk_offset;  /* byte offset in the file of the EVENTS record holding this event */
+    uint8_t cls;            /* explicit class (flags has MTF_EVF_CLASS) or RD_CLASS_DEFAULT */
+    uint64_t slack;         /* heap kinds: usable bytes beyond the request */
+    /* SNAPSHOT */
+    uint32_t snap_reason;                                            /* MTF_SNAP_* */
+    uint64_t rss, heap_total, heap_used, external, mapped, rss_peak; /* bytes */
+    const char *label; /* label_len bytes, not NUL-terminated, valid until the next call */
+    uint32_t label_len;
+    /* LIMIT (the request is in size, the stack in stack) */
+    uint32_t call;         /* MTF_EV_* kind of the refused call */
+    uint32_t limit_class;  /* MTF_CLASS_HEAP or MTF_CLASS_EXTERNAL */
+    uint32_t limit_mode;   /* MTF_LIMIT_* */
+    uint64_t limit, live;  /* the cap and the class's live bytes before the call */
+    uint64_t chunk_offset; /* byte offset in the file of the EVENTS record holding this event */
 };
+
+#define RD_CLASS_DEFAULT 0xff /* rd_event.cls: the kind's default class (trace-format.md §7.2) */
 
 struct rd_module {
     uint32_t id, action, flags; /* MTF_MOD_*, MTF_MODF_* */
@@ -149,5 +163,10 @@ const char *reader_kind_name(unsigned kind);
 const char *reader_origin_name(unsigned origin);
 const char *reader_end_reason_name(unsigned reason);
 const char *reader_loss_reason_name(unsigned reason);
+
+/* Names of MTF_CLASS_* ("heap", "external", "mapped") and MTF_SNAP_* ("start", "interval",
+ * "mark", "exit", "limit"); "unknown" for other values. */
+const char *reader_class_name(unsigned cls);
+const char *reader_snap_reason_name(unsigned reason);
 
 #endif

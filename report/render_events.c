@@ -112,7 +112,25 @@ static void put_event(FILE *out, const struct rd_event *ev)
     case MTF_EV_FORK:
         fprintf(out, " child=%" PRIu64, ev->child_pid);
         break;
+    case MTF_EV_SNAPSHOT:
+        fprintf(out,
+                " reason=%s rss=%" PRIu64 " heap_total=%" PRIu64 " heap_used=%" PRIu64
+                " external=%" PRIu64 " mapped=%" PRIu64 " rss_peak=%" PRIu64 " label=",
+                reader_snap_reason_name(ev->snap_reason), ev->rss, ev->heap_total, ev->heap_used,
+                ev->external, ev->mapped, ev->rss_peak);
+        put_quoted(out, ev->label, ev->label_len);
+        break;
+    case MTF_EV_LIMIT:
+        fprintf(
+            out, " call=%s class=%s mode=%s limit=%" PRIu64 " live=%" PRIu64 " request=%" PRIu64,
+            reader_kind_name(ev->call), reader_class_name(ev->limit_class),
+            ev->limit_mode == MTF_LIMIT_ENOMEM ? "enomem" : "abort", ev->limit, ev->live, ev->size);
+        break;
     }
+    if (ev->slack != 0)
+        fprintf(out, " slack=%" PRIu64, ev->slack);
+    if (ev->cls != RD_CLASS_DEFAULT)
+        fprintf(out, " class=%s", reader_class_name(ev->cls));
     /* Kinds with an S field (trace-format.md §7) show it; FREE, MUNMAP, FORK and EXEC have none,
      * and STACK shows the id it defines. */
     switch (ev->kind) {
@@ -121,6 +139,7 @@ static void put_event(FILE *out, const struct rd_event *ev)
     case MTF_EV_STACK:
     case MTF_EV_FORK:
     case MTF_EV_EXEC:
+    case MTF_EV_SNAPSHOT:
         break;
     default:
         fprintf(out, " stack=%u", ev->stack);

@@ -16,7 +16,7 @@
 
 #define MTF_MAGIC         "MEMTRACE" /* 8 bytes, no terminator on disk */
 #define MTF_MAGIC_SIZE    8
-#define MTF_VERSION_MAJOR 1 /* readers refuse other majors */
+#define MTF_VERSION_MAJOR 2 /* readers refuse other majors */
 #define MTF_VERSION_MINOR 0 /* readers accept newer minors and skip what they do not know */
 
 /* ---- file header: the first bytes of every trace ------------------------------------------- */
@@ -168,6 +168,15 @@ _Static_assert(offsetof(struct mtf_chunk, base_stack) == 48, "chunk stack offset
 #define MTF_EVF_FAILED   0x20U /* the call failed (NULL, MAP_FAILED, -1); no memory changed */
 #define MTF_EVF_NESTED   0x40U /* recorded from a nested context (signal handler): no stack */
 #define MTF_EVF_TRUNC    0x80U /* STACK only: the stack was deeper than max_frames */
+#define MTF_EVF_CLASS    0x80U /* other kinds: a class varint (MTF_CLASS_*) follows the ts delta */
+
+/* Memory classes (docs/trace-format.md §7.2). An event without MTF_EVF_CLASS has its kind's
+ * default class: heap for the malloc family, mapped for a file-backed mmap, external for an
+ * anonymous one, the old range's class for mremap. */
+#define MTF_CLASS_HEAP     0 /* allocator-managed: heapUsed, the heap cap */
+#define MTF_CLASS_EXTERNAL 1 /* anonymous memory mapped by the program: external */
+#define MTF_CLASS_MAPPED   2 /* file-backed mappings: mapped */
+#define MTF_CLASS_COUNT    3
 
 #define MTF_EV_MALLOC         1
 #define MTF_EV_CALLOC         2
@@ -186,7 +195,22 @@ _Static_assert(offsetof(struct mtf_chunk, base_stack) == 48, "chunk stack offset
 #define MTF_EV_STACK          15 /* definition of a stack id, not a call */
 #define MTF_EV_FORK           16 /* this thread forked; the child's pid follows */
 #define MTF_EV_EXEC           17 /* this thread is about to execve (the END record follows) */
-#define MTF_EV_KIND_COUNT     18 /* one past the highest kind */
+#define MTF_EV_SNAPSHOT       18 /* a memoryUsage snapshot (interval, mark, exit, limit) */
+#define MTF_EV_LIMIT          19 /* the heap or external cap refused a call */
+#define MTF_EV_KIND_COUNT     20 /* one past the highest kind */
+
+/* SNAPSHOT reasons */
+#define MTF_SNAP_START    0 /* first snapshot of a forked child: what it inherited */
+#define MTF_SNAP_INTERVAL 1 /* MEMTRACE_INTERVAL elapsed */
+#define MTF_SNAP_MARK     2 /* memtrace_mark(label) */
+#define MTF_SNAP_EXIT     3 /* the process is ending (written before END) */
+#define MTF_SNAP_LIMIT    4 /* a cap refused a call (follows the LIMIT event) */
+#define MTF_SNAP_COUNT    5
+#define MTF_LABEL_MAX     255 /* bytes of a snapshot label */
+
+/* LIMIT modes */
+#define MTF_LIMIT_ABORT  0 /* the process dies with the fatal error (SIGABRT) */
+#define MTF_LIMIT_ENOMEM 1 /* the call returned NULL / MAP_FAILED with ENOMEM */
 
 /* ---- MTF_REC_END: written once, last, when the process ends with the trace intact ----------- */
 
@@ -228,7 +252,7 @@ _Static_assert(sizeof(struct mtf_loss) == MTF_LOSS_SIZE, "loss size");
  */
 
 #define MTF_VARINT_MAX_BYTES 10  /* a 64-bit value needs at most 10 LEB128 bytes */
-#define MTF_EVENT_MAX_BYTES  96  /* upper bound of one encoded non-STACK event */
+#define MTF_EVENT_MAX_BYTES  384 /* upper bound of one encoded non-STACK event (SNAPSHOT) */
 #define MTF_MAX_FRAMES_LIMIT 256 /* highest accepted MEMTRACE_DEPTH */
 
 #endif

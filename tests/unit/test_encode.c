@@ -208,27 +208,29 @@ Test(encode, malloc_event_has_spec_bytes)
 Test(encode, layout_matches_spec_table)
 {
     /* Copied from docs/trace-format.md §7, "fields after dt": a = A field, s = S field,
-     * v = plain varint, f = nframes and the frame deltas. */
+     * v = plain varint, b = a length and that many bytes, f = nframes and the frame deltas. */
     static const struct {
         unsigned kind;
         const char *fields;
     } spec[] = {
-        { MTF_EV_MALLOC, "avs" },
-        { MTF_EV_CALLOC, "avvs" },
-        { MTF_EV_REALLOC, "aavsv" },
-        { MTF_EV_REALLOCARRAY, "aavvsv" },
+        { MTF_EV_MALLOC, "avvs" },
+        { MTF_EV_CALLOC, "avvvs" },
+        { MTF_EV_REALLOC, "aavvsv" },
+        { MTF_EV_REALLOCARRAY, "aavvvsv" },
         { MTF_EV_FREE, "a" },
-        { MTF_EV_POSIX_MEMALIGN, "avvs" },
-        { MTF_EV_ALIGNED_ALLOC, "avvs" },
-        { MTF_EV_MEMALIGN, "avvs" },
-        { MTF_EV_VALLOC, "avs" },
-        { MTF_EV_PVALLOC, "avs" },
+        { MTF_EV_POSIX_MEMALIGN, "avvvs" },
+        { MTF_EV_ALIGNED_ALLOC, "avvvs" },
+        { MTF_EV_MEMALIGN, "avvvs" },
+        { MTF_EV_VALLOC, "avvs" },
+        { MTF_EV_PVALLOC, "avvs" },
         { MTF_EV_MMAP, "avvvvvs" },
         { MTF_EV_MMAP64, "avvvvvs" },
         { MTF_EV_MUNMAP, "av" },
         { MTF_EV_MREMAP, "avvvasv" },
         { MTF_EV_STACK, "vf" },
         { MTF_EV_FORK, "v" },
+        { MTF_EV_SNAPSHOT, "vvvvvvvb" },
+        { MTF_EV_LIMIT, "vvvvvvs" },
         { MTF_EV_EXEC, "" },
     };
     cr_expect(eq(ptr, (void *)mt_enc_layout[0], NULL), "kind 0 does not exist");
@@ -250,6 +252,8 @@ struct ev {
     uint64_t frames[4]; /* STACK only */
 };
 
+static const char label_bytes[MTF_LABEL_MAX + 1] = "mark";
+
 /* Encode one event from its field values, advancing the encoder state s. */
 static uint8_t *put_event(uint8_t *p, struct mt_enc_state *s, const struct ev *e)
 {
@@ -265,6 +269,11 @@ static uint8_t *put_event(uint8_t *p, struct mt_enc_state *s, const struct ev *e
             break;
         case 'v':
             p = mt_put_varint(p, e->f[i]);
+            break;
+        case 'b': /* a label: f[i] bytes of a 255-byte text */
+            p = mt_put_varint(p, e->f[i]);
+            memcpy(p, label_bytes, e->f[i]);
+            p += e->f[i];
             break;
         case 'f': {
             /* frames: each a zigzag delta from the previous, the first from 0 (spec §7) */
@@ -292,23 +301,25 @@ static uint8_t *put_event(uint8_t *p, struct mt_enc_state *s, const struct ev *e
     }
 static const struct ev events[] = {
     STACK_EV(0, 1010, 1, 3, 0x401000, 0x400f00, 0x7fff0000),
-    EV(MTF_EV_MALLOC, 0, 1020, 0x5000, 24, 1),
-    EV(MTF_EV_CALLOC, 0, 1030, 0x5100, 4, 8, 1),
-    EV(MTF_EV_REALLOC, 0, 1040, 0x5000, 0x6000, 100, 1, 5),
-    EV(MTF_EV_REALLOCARRAY, 0, 1050, 0x6000, 0x3000, 10, 10, 1, 2),
+    EV(MTF_EV_MALLOC, 0, 1020, 0x5000, 24, 8, 1),
+    EV(MTF_EV_CALLOC, MT_EV_CLASS(MTF_CLASS_EXTERNAL), 1030, 0x5100, 4, 8, 8, 1),
+    EV(MTF_EV_REALLOC, 0, 1040, 0x5000, 0x6000, 100, 4, 1, 5),
+    EV(MTF_EV_REALLOCARRAY, 0, 1050, 0x6000, 0x3000, 10, 10, 4, 1, 2),
     EV(MTF_EV_FREE, 0, 1060, 0x3000),
-    EV(MTF_EV_POSIX_MEMALIGN, 0, 1070, 0x8000, 64, 100, 1),
-    EV(MTF_EV_ALIGNED_ALLOC, 0, 1080, 0x9000, 4096, 4096, 1),
-    EV(MTF_EV_MEMALIGN, 0, 1090, 0xa000, 16, 48, 1),
+    EV(MTF_EV_POSIX_MEMALIGN, 0, 1070, 0x8000, 64, 100, 12, 1),
+    EV(MTF_EV_ALIGNED_ALLOC, 0, 1080, 0x9000, 4096, 4096, 0, 1),
+    EV(MTF_EV_MEMALIGN, 0, 1090, 0xa000, 16, 48, 8, 1),
     STACK_EV(MTF_EVF_TRUNC, 1100, 2, 1, 0x402000),
-    EV(MTF_EV_VALLOC, 0, 1110, 0xb000, 10, 2),
-    EV(MTF_EV_PVALLOC, 0, 1105, 0xc000, 10, 2), /* clock read earlier on another path */
-    EV(MTF_EV_MMAP, 0, 1120, 0x7f0000000000ULL, 8192, 3, 0x22, 1, 0, 2),
+    EV(MTF_EV_VALLOC, 0, 1110, 0xb000, 10, 4086, 2),
+    EV(MTF_EV_PVALLOC, 0, 1105, 0xc000, 10, 4086, 2), /* clock read earlier on another path */
+    EV(MTF_EV_MMAP, MT_EV_CLASS(MTF_CLASS_HEAP), 1120, 0x7f0000000000ULL, 8192, 3, 0x22, 1, 0, 2),
     EV(MTF_EV_MMAP64, MTF_EVF_FAILED, 1130, 0x1000, 8192, 3, 0x22, 6, 4096, 2),
     EV(MTF_EV_MUNMAP, 0, 1140, 0x7f0000000000ULL, 8192),
     EV(MTF_EV_MREMAP, 0, 1150, 0x7f0000010000ULL, 4096, 8192, 1, 0x7f0000020000ULL, 1, 3),
     EV(MTF_EV_FORK, 0, 1160, 4243),
-    EV(MTF_EV_MALLOC, MTF_EVF_FAILED | MTF_EVF_NESTED, 1170, 0, 1ULL << 40, 0),
+    EV(MTF_EV_MALLOC, MTF_EVF_FAILED | MTF_EVF_NESTED, 1170, 0, 1ULL << 40, 0, 0),
+    EV(MTF_EV_SNAPSHOT, 0, 1175, MTF_SNAP_MARK, 1 << 20, 1 << 18, 1000, 8192, 0, 0, 4),
+    EV(MTF_EV_LIMIT, 0, 1176, MTF_EV_MALLOC, 0, 1, 1 << 20, 1000000, 100000, 1),
     EV(MTF_EV_EXEC, 0, 1180, 0),
 };
 #define NEVENTS (sizeof events / sizeof events[0])
@@ -348,7 +359,7 @@ Test(encode, scan_counts_every_kind_and_tracks_state)
     /* The final state is what the encoder left: last address field, last stack, latest time. */
     cr_expect(eq(u64, s.ts, 1180));
     cr_expect(eq(u64, s.addr, 0));
-    cr_expect(eq(u32, s.stack, 0));
+    cr_expect(eq(u32, s.stack, 1), "LIMIT's stack is the last one");
     cr_expect(eq(u64, s.ts, enc_end.ts));
     cr_expect(eq(u64, s.addr, enc_end.addr));
     cr_expect(eq(u32, s.stack, enc_end.stack));
@@ -470,10 +481,14 @@ Test(encode, worst_case_events_fit_their_bounds)
         /* Every address field jumps across the whole space, every varint is 64 bits wide, the
          * stack id swings from 0 to UINT32_MAX. */
         struct mt_enc_state s = { 0, 0, 0 };
-        struct ev e = { .kind = k, .flags = MTF_EVF_FAILED | MTF_EVF_NESTED, .ts = UINT64_MAX };
+        struct ev e = { .kind = k,
+                        .flags = MTF_EVF_FAILED | MTF_EVF_NESTED | (MTF_EVF_CLASS | ~0U << 8),
+                        .ts = UINT64_MAX };
         const char *f = mt_enc_layout[k];
         for (int i = 0; f[i]; i++)
-            e.f[i] = f[i] == 's' ? UINT32_MAX : (i % 2 ? 1ULL << 63 : UINT64_MAX);
+            e.f[i] = f[i] == 's'   ? UINT32_MAX
+                     : f[i] == 'b' ? MTF_LABEL_MAX
+                                   : (i % 2 ? 1ULL << 63 : UINT64_MAX);
         uint8_t buf[4 * MTF_EVENT_MAX_BYTES];
         uint8_t *p = put_event(buf, &s, &e);
         cr_expect(le(sz, (size_t)(p - buf), (size_t)MTF_EVENT_MAX_BYTES), "kind %u", k);

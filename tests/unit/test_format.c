@@ -54,7 +54,7 @@ Test(format, file_header_matches_spec_section_3)
     cr_expect(eq(int, MTF_FILE_HEADER_SIZE, 104));
     cr_expect(eq(int, memcmp(MTF_MAGIC, "MEMTRACE", 8), 0));
     cr_expect(eq(int, MTF_MAGIC_SIZE, 8));
-    cr_expect(eq(int, MTF_VERSION_MAJOR, 1));
+    cr_expect(eq(int, MTF_VERSION_MAJOR, 2));
     cr_expect(eq(int, MTF_VERSION_MINOR, 0));
     cr_expect(eq(int, MTF_ORIGIN_START, 0));
     cr_expect(eq(int, MTF_ORIGIN_FORK, 1));
@@ -165,11 +165,25 @@ Test(format, event_kinds_and_flags_match_spec_section_7)
         { MTF_EV_STACK, 15, "STACK" },
         { MTF_EV_FORK, 16, "FORK" },
         { MTF_EV_EXEC, 17, "EXEC" },
-        { MTF_EV_KIND_COUNT, 18, "KIND_COUNT" },
+        { MTF_EV_SNAPSHOT, 18, "SNAPSHOT" },
+        { MTF_EV_LIMIT, 19, "LIMIT" },
+        { MTF_EV_KIND_COUNT, 20, "KIND_COUNT" },
         { MTF_EV_KIND_MASK, 0x1f, "kind in bits 0-4" },
         { MTF_EVF_FAILED, 0x20, "FAILED" },
         { MTF_EVF_NESTED, 0x40, "NESTED" },
         { MTF_EVF_TRUNC, 0x80, "TRUNC" },
+        { MTF_EVF_CLASS, 0x80, "CLASS" },
+        { MTF_CLASS_HEAP, 0, "heap" },
+        { MTF_CLASS_EXTERNAL, 1, "external" },
+        { MTF_CLASS_MAPPED, 2, "mapped" },
+        { MTF_SNAP_START, 0, "START" },
+        { MTF_SNAP_INTERVAL, 1, "INTERVAL" },
+        { MTF_SNAP_MARK, 2, "MARK" },
+        { MTF_SNAP_EXIT, 3, "EXIT" },
+        { MTF_SNAP_LIMIT, 4, "LIMIT reason" },
+        { MTF_LABEL_MAX, 255, "label bytes" },
+        { MTF_LIMIT_ABORT, 0, "abort" },
+        { MTF_LIMIT_ENOMEM, 1, "enomem" },
         { MTF_VARINT_MAX_BYTES, 10, "varint bytes" },
     };
     for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++)
@@ -182,14 +196,14 @@ Test(format, end_and_loss_records_match_spec_sections_8_and_9)
         FIELD(mtf_end, ts_ns, 0, 8),          FIELD(mtf_end, reason, 8, 4),
         FIELD(mtf_end, status, 12, 4),        FIELD(mtf_end, threads, 16, 8),
         FIELD(mtf_end, events, 24, 8),        FIELD(mtf_end, dropped, 32, 8),
-        FIELD(mtf_end, unknown_frees, 40, 8), FIELD(mtf_end, counts, 48, 8 * 18),
+        FIELD(mtf_end, unknown_frees, 40, 8), FIELD(mtf_end, counts, 48, 8 * 20),
         FIELD(mtf_loss, ts_ns, 0, 8),         FIELD(mtf_loss, reason, 8, 4),
         FIELD(mtf_loss, tid, 12, 4),          FIELD(mtf_loss, count, 16, 8),
     };
     check_fields(f, sizeof(f) / sizeof(f[0]));
-    /* The END table's last row ends at 48 + 8 * 18. */
-    cr_expect(eq(sz, sizeof(struct mtf_end), 192), "END ends after `counts`");
-    cr_expect(eq(int, MTF_END_SIZE, 192));
+    /* The END table's last row ends at 48 + 8 * 20. */
+    cr_expect(eq(sz, sizeof(struct mtf_end), 208), "END ends after `counts`");
+    cr_expect(eq(int, MTF_END_SIZE, 208));
     cr_expect(eq(sz, sizeof(struct mtf_loss), 24));
     cr_expect(eq(int, MTF_LOSS_SIZE, 24));
     cr_expect(eq(int, MTF_END_EXIT, 1));

@@ -188,6 +188,27 @@ static void check_event(const struct rd_event *got, const struct rd_event *want,
     SAME(child_pid);
     SAME(pre_ns);
     SAME(chunk_offset);
+    SAME(slack);
+    SAME(snap_reason);
+    SAME(rss);
+    SAME(heap_total);
+    SAME(heap_used);
+    SAME(external);
+    SAME(mapped);
+    SAME(rss_peak);
+    SAME(label_len);
+    SAME(call);
+    SAME(limit_class);
+    SAME(limit_mode);
+    SAME(limit);
+    SAME(live);
+    cr_expect(eq(u32, got->cls,
+                 (want->flags & MTF_EVF_CLASS) && want->kind != MTF_EV_STACK ? want->cls
+                                                                             : RD_CLASS_DEFAULT),
+              "event %zu (%s): cls", i, k);
+    if (want->label_len == got->label_len && want->label_len > 0)
+        cr_expect(eq(int, memcmp(got->label, want->label, want->label_len), 0), "event %zu label",
+                  i);
 #undef SAME
     for (uint32_t f = 0; f < want->nframes && f < got->nframes; f++)
         cr_expect(eq(u64, got->frames[f], want->frames[f]), "event %zu: frame %u", i, f);
@@ -347,6 +368,33 @@ static const struct rd_event every_kind[] = {
     { .kind = MTF_EV_FORK, .ts_ns = 1150, .child_pid = 4243 },
     { .kind = MTF_EV_FORK, .flags = MTF_EVF_FAILED, .ts_ns = 1151 },
     { .kind = MTF_EV_EXEC, .ts_ns = 1160 },
+    { .kind = MTF_EV_MALLOC,
+      .flags = MTF_EVF_CLASS,
+      .cls = MTF_CLASS_EXTERNAL,
+      .ts_ns = 1170,
+      .addr = 0x580000,
+      .size = 1000,
+      .slack = 8,
+      .stack = 3 },
+    { .kind = MTF_EV_SNAPSHOT,
+      .ts_ns = 1180,
+      .snap_reason = MTF_SNAP_MARK,
+      .rss = 212880000,
+      .heap_total = 5850000,
+      .heap_used = 1840000,
+      .external = 200000000,
+      .mapped = 4096,
+      .label = "after load",
+      .label_len = 10 },
+    { .kind = MTF_EV_LIMIT,
+      .ts_ns = 1190,
+      .call = MTF_EV_CALLOC,
+      .limit_class = MTF_CLASS_HEAP,
+      .limit_mode = MTF_LIMIT_ENOMEM,
+      .limit = 1 << 20,
+      .live = 1000000,
+      .size = 100000,
+      .stack = 4 },
 };
 
 Test(reader, decodes_every_field_of_every_kind)
@@ -599,7 +647,7 @@ Test(reader, decodes_process_modules_loss_and_end_records)
     cr_expect(eq(u64, st->records, nb - 1), "every record counts, the skipped one too");
     cr_expect(eq(u64, st->chunks, 3));
     cr_expect(eq(u64, st->events, events));
-    cr_expect(eq(u64, st->kind_counts[MTF_EV_MALLOC], 2));
+    cr_expect(eq(u64, st->kind_counts[MTF_EV_MALLOC], 3));
     cr_expect(eq(u64, st->kind_counts[MTF_EV_STACK], 2));
     cr_expect(eq(u64, st->dropped, 9), "END.dropped 2 + LOSS.count 7");
     cr_expect(eq(u64, st->valid_bytes, t.len));
@@ -645,9 +693,10 @@ Test(reader, copies_long_strings_whole)
 Test(reader, names_every_kind_after_its_function)
 {
     static const char *const names[] = {
-        "unknown",        "malloc",        "calloc",   "realloc", "reallocarray", "free",
-        "posix_memalign", "aligned_alloc", "memalign", "valloc",  "pvalloc",      "mmap",
-        "mmap64",         "munmap",        "mremap",   "stack",   "fork",         "exec",
+        "unknown", "malloc",         "calloc",        "realloc",  "reallocarray",
+        "free",    "posix_memalign", "aligned_alloc", "memalign", "valloc",
+        "pvalloc", "mmap",           "mmap64",        "munmap",   "mremap",
+        "stack",   "fork",           "exec",          "snapshot", "limit",
     };
     for (unsigned k = 0; k < MTF_EV_KIND_COUNT; k++)
         cr_expect(eq(str, (char *)reader_kind_name(k), (char *)names[k]), "kind %u", k);
@@ -984,7 +1033,7 @@ static void e_magic(struct mtf_file_header *h)
 }
 static void e_major(struct mtf_file_header *h)
 {
-    h->version_major = 2;
+    h->version_major = 3;
 }
 static void e_header_size(struct mtf_file_header *h)
 {
@@ -1078,13 +1127,17 @@ static void raw_chunk(struct tg_buf *t, const uint8_t *ev, size_t n, uint32_t ne
     }
 
 RAW(b_kind_zero, 1, 0, 0)
-RAW(b_kind_18, 1, MTF_EV_KIND_COUNT, 0)
+RAW(b_kind_20, 1, MTF_EV_KIND_COUNT, 0)
 RAW(b_kind_31, 1, 31 | MTF_EVF_FAILED, 0)
-RAW(b_trunc_on_malloc, 1, MTF_EV_MALLOC | MTF_EVF_TRUNC, 0, 0, 0, 0)
+RAW(b_class_3, 1, MTF_EV_MALLOC | MTF_EVF_CLASS, 0, 3, 0, 0, 0, 0)
+RAW(b_snapshot_reason, 1, MTF_EV_SNAPSHOT, 0, 5, 0, 0, 0, 0, 0, 0, 0)
+RAW(b_snapshot_label, 1, MTF_EV_SNAPSHOT, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0x41, 0x42)
+RAW(b_limit_free, 1, MTF_EV_LIMIT, 0, MTF_EV_FREE, 0, 0, 0, 0, 0, 0)
+RAW(b_limit_class, 1, MTF_EV_LIMIT, 0, MTF_EV_MALLOC, 2, 0, 0, 0, 0, 0)
 RAW(b_failed_stack, 1, MTF_EV_STACK | MTF_EVF_FAILED, 0, 1, 0)
 RAW(b_stack_id_zero, 1, MTF_EV_STACK, 0, 0, 0)
 RAW(b_stack_id_big, 1, MTF_EV_STACK, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0)
-RAW(b_stack_ref_big, 1, MTF_EV_MALLOC, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x20)
+RAW(b_stack_ref_big, 1, MTF_EV_MALLOC, 0, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x20)
 RAW(b_short_event, 1, MTF_EV_MALLOC, 0, 0)
 RAW(b_no_dt, 1, MTF_EV_EXEC)
 RAW(b_varint_11, 1, MTF_EV_FORK, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
@@ -1357,7 +1410,7 @@ static const struct bad_case bad_cases[] = {
       "offset 0: file ends inside the file header", 0 },
     { "an ELF file", b_elf, RD_ERR_FORMAT, "offset 0: not a memtrace trace", 0 },
     { "bad magic", b_bad_magic, RD_ERR_FORMAT, "offset 0: not a memtrace trace", 0 },
-    { "major 2", b_major, RD_ERR_FORMAT, "offset 8: unsupported format version 2", 0 },
+    { "major 3", b_major, RD_ERR_FORMAT, "offset 8: unsupported format version 3", 0 },
     { "header_size 50", b_header_size, RD_ERR_CORRUPT, "offset 12: header_size 50 out of range",
       0 },
     { "origin 3", b_origin, RD_ERR_CORRUPT, "offset 24: unknown origin 3", 0 },
@@ -1374,9 +1427,13 @@ static const struct bad_case bad_cases[] = {
     { "short zero tail", b_short_zero_tail, RD_ERR_TRUNC, "file ends in 5 zero bytes", 0 },
     { "zeros then data", b_zeros_then_data, RD_ERR_CORRUPT, "bad record magic 0x00000000", 1 },
     { "kind 0", b_kind_zero, RD_ERR_CORRUPT, "event 1 of 1 at offset", 0 },
-    { "kind 18", b_kind_18, RD_ERR_CORRUPT, "unknown event kind 18", 0 },
+    { "kind 20", b_kind_20, RD_ERR_CORRUPT, "unknown event kind 20", 0 },
     { "kind 31", b_kind_31, RD_ERR_CORRUPT, "unknown event kind 31", 0 },
-    { "TRUNC on malloc", b_trunc_on_malloc, RD_ERR_CORRUPT, "TRUNC flag on a malloc event", 0 },
+    { "class 3", b_class_3, RD_ERR_CORRUPT, "class 3 on a malloc event", 0 },
+    { "snapshot reason 5", b_snapshot_reason, RD_ERR_CORRUPT, "snapshot reason 5 unknown", 0 },
+    { "label past the end", b_snapshot_label, RD_ERR_CORRUPT, "snapshot label of 3 bytes", 0 },
+    { "limit on free", b_limit_free, RD_ERR_CORRUPT, "limit refused a call of kind 5", 0 },
+    { "limit class 2", b_limit_class, RD_ERR_CORRUPT, "limit class 2 mode 0", 0 },
     { "FAILED on stack", b_failed_stack, RD_ERR_CORRUPT, "on a stack definition", 0 },
     { "stack id 0", b_stack_id_zero, RD_ERR_CORRUPT, "stack id 0 out of range", 0 },
     { "stack id 2^32", b_stack_id_big, RD_ERR_CORRUPT, "stack id 4294967296 out of range", 0 },
@@ -1686,7 +1743,7 @@ Test(cli, exits_0_and_summarizes_a_complete_trace)
     cr_expect(eq(str, c.err, ""));
     cr_expect(ne(ptr, strstr(c.out, "process   /usr/bin/app, pid 4242, parent 1"), NULL), "%s",
               c.out);
-    cr_expect(ne(ptr, strstr(c.out, "\n  malloc                      2\n"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\n  malloc                      3\n"), NULL), "%s", c.out);
     cr_expect(ne(ptr, strstr(c.out, "dropped   9 calls were not recorded"), NULL), "%s", c.out);
     cr_expect(ne(ptr, strstr(c.out, "status    complete: the process exited with status 0"), NULL),
               "%s", c.out);
@@ -1709,7 +1766,7 @@ Test(cli, exits_2_and_names_the_offset_when_truncated)
              path, bounds[5], bounds[6] - bounds[5]);
     cr_expect(eq(str, c.err, want));
     cr_expect(ne(ptr, strstr(c.out, "status    TRUNCATED at offset"), NULL), "%s", c.out);
-    cr_expect(ne(ptr, strstr(c.out, "  malloc                      2\n"), NULL),
+    cr_expect(ne(ptr, strstr(c.out, "  malloc                      3\n"), NULL),
               "the counts before the cut are reported: %s", c.out);
     cli_free(&c);
 }
@@ -1818,7 +1875,7 @@ Test(cli, prints_one_greppable_line_per_item_with_events)
     struct cli c = run_cli(NULL, (const char *[]){ "--events", path, NULL });
     cr_expect(eq(int, c.status, 0), "%s", c.err);
     static const char *const lines[] = {
-        "header version=1.0 header_size=",
+        "header version=2.0 header_size=",
         "\nts=1005 process exe=\"/usr/bin/app\" argc=3 argv=\"app\",\"--flag\",\"x y\" "
         "cwd=\"/home/u\"\n",
         "\nts=1006 module id=1 load base=0x555555554000 flags=main path=\"/usr/bin/app\" "
@@ -1847,13 +1904,18 @@ Test(cli, prints_one_greppable_line_per_item_with_events)
         "\nts=1150 tid=4250 thr=2 fork child=4243\n",
         "\nts=1151 tid=4250 thr=2 fork child=0 failed\n",
         "\nts=1160 tid=4250 thr=2 exec\n",
+        "\nts=1170 tid=4250 thr=2 malloc ptr=0x580000 size=1000 slack=8 class=external stack=3\n",
+        "\nts=1180 tid=4250 thr=2 snapshot reason=mark rss=212880000 heap_total=5850000 "
+        "heap_used=1840000 external=200000000 mapped=4096 rss_peak=0 label=\"after load\"\n",
+        "\nts=1190 tid=4250 thr=2 limit call=calloc class=heap mode=enomem limit=1048576 "
+        "live=1000000 request=100000 stack=4\n",
         "\nts=1300 loss reason=thread tid=4260 count=7\n",
         "\nts=2000 end reason=exit status=0 threads=3 events=",
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         cr_expect(ne(ptr, strstr(c.out, lines[i]), NULL), "missing line: %s\nin:\n%s", lines[i],
                   c.out);
-    cr_expect(eq(sz, count_lines(c.out), 1 + 1 + 4 + 24 + 1 + 1), "one line per item:\n%s", c.out);
+    cr_expect(eq(sz, count_lines(c.out), 1 + 1 + 4 + 27 + 1 + 1), "one line per item:\n%s", c.out);
     cli_free(&c);
 }
 
@@ -1872,7 +1934,7 @@ Test(cli, prints_json_with_counts_per_hooked_function)
         "\"truncated\": false,",
         "\"lost_bytes\": 0,",
         "\"error\": null\n",
-        "\"malloc\": 2,",
+        "\"malloc\": 3,",
         "\"calloc\": 1,",
         "\"realloc\": 2,",
         "\"reallocarray\": 1,",

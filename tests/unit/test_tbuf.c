@@ -32,6 +32,7 @@
 #include "config.h"
 #include "encode.h"
 #include "guard.h"
+#include "helpers.h"
 #include "log.h"
 #include "memtrace/format.h"
 #include "reader.h"
@@ -40,7 +41,6 @@
 #include "tbuf.h"
 #include "unwind.h"
 #include "writer.h"
-#include "helpers.h"
 
 /* ---- fixture --------------------------------------------------------------------------------- */
 
@@ -283,10 +283,11 @@ static const struct tev **tb_thread_calls(const struct trace *tr, uint32_t seria
 /* ---- every kind round-trips ------------------------------------------------------------------ */
 
 static const unsigned call_kinds[] = {
-    MTF_EV_MALLOC, MTF_EV_CALLOC,         MTF_EV_REALLOC,       MTF_EV_REALLOCARRAY,
-    MTF_EV_FREE,   MTF_EV_POSIX_MEMALIGN, MTF_EV_ALIGNED_ALLOC, MTF_EV_MEMALIGN,
-    MTF_EV_VALLOC, MTF_EV_PVALLOC,        MTF_EV_MMAP,          MTF_EV_MMAP64,
-    MTF_EV_MUNMAP, MTF_EV_MREMAP,         MTF_EV_FORK,          MTF_EV_EXEC,
+    MTF_EV_MALLOC,   MTF_EV_CALLOC,         MTF_EV_REALLOC,       MTF_EV_REALLOCARRAY,
+    MTF_EV_FREE,     MTF_EV_POSIX_MEMALIGN, MTF_EV_ALIGNED_ALLOC, MTF_EV_MEMALIGN,
+    MTF_EV_VALLOC,   MTF_EV_PVALLOC,        MTF_EV_MMAP,          MTF_EV_MMAP64,
+    MTF_EV_MUNMAP,   MTF_EV_MREMAP,         MTF_EV_FORK,          MTF_EV_EXEC,
+    MTF_EV_SNAPSHOT, MTF_EV_LIMIT,
 };
 #define NCALL_KINDS (sizeof call_kinds / sizeof call_kinds[0])
 
@@ -295,9 +296,14 @@ static unsigned tb_nfields(unsigned kind)
 {
     unsigned n = 0;
     for (const char *l = mt_enc_layout[kind]; *l; l++)
-        n += *l != 's';
+        n += *l == 'b' ? 2 : *l != 's'; /* bytes: a length and a pointer */
     return n;
 }
+
+static const char tb_label[MTF_LABEL_MAX + 1] =
+    "after load: a label long enough to test every length a snapshot label may have, "
+    "in bytes from 0 to 255, with punctuation; and more text to fill the rest of it up to the "
+    "two hundred and fifty-five byte limit that the trace format sets on labels. 0123456789";
 
 /* Deterministic field values for call i of `kind`: addresses move both ways, sizes span the
  * varint lengths, the fd of MMAP is negative for some calls. */
@@ -327,10 +333,28 @@ static void tb_fields(unsigned kind, unsigned i, uint64_t *f)
         break;
     case MTF_EV_EXEC:
         break;
+    case MTF_EV_SNAPSHOT:
+        f[0] = i % MTF_SNAP_COUNT;
+        f[7] = i % 3 == 0 ? 0 : i * 7 % (MTF_LABEL_MAX + 1);
+        f[8] = (uintptr_t)tb_label;
+        break;
+    case MTF_EV_LIMIT:
+        f[0] = MTF_EV_MALLOC + i % 4;
+        f[1] = i & 1;
+        f[2] = (i >> 1) & 1;
+        break;
     default:
         f[0] = addr;
         break;
     }
+}
+
+/* The class flag some events of the round trip carry (0: none). */
+static unsigned tb_class_flags(unsigned kind, unsigned i, unsigned k)
+{
+    if (kind == MTF_EV_STACK || (i + k) % 3 != 0)
+        return 0;
+    return MT_EV_CLASS((i + k) % MTF_CLASS_COUNT);
 }
 
 /* The decoded event carries exactly the fields that were recorded. */
@@ -342,24 +366,28 @@ static void tb_expect_fields(unsigned kind, const uint64_t *f, const struct rd_e
     case MTF_EV_PVALLOC:
         cr_expect(eq(u64, e->addr, f[0]));
         cr_expect(eq(u64, e->size, f[1]));
+        cr_expect(eq(u64, e->slack, f[2]));
         break;
     case MTF_EV_CALLOC:
         cr_expect(eq(u64, e->addr, f[0]));
         cr_expect(eq(u64, e->nmemb, f[1]));
         cr_expect(eq(u64, e->elsize, f[2]));
+        cr_expect(eq(u64, e->slack, f[3]));
         break;
     case MTF_EV_REALLOC:
         cr_expect(eq(u64, e->old_addr, f[0]));
         cr_expect(eq(u64, e->addr, f[1]));
         cr_expect(eq(u64, e->size, f[2]));
-        cr_expect(eq(u64, e->pre_ns, f[3]));
+        cr_expect(eq(u64, e->slack, f[3]));
+        cr_expect(eq(u64, e->pre_ns, f[4]));
         break;
     case MTF_EV_REALLOCARRAY:
         cr_expect(eq(u64, e->old_addr, f[0]));
         cr_expect(eq(u64, e->addr, f[1]));
         cr_expect(eq(u64, e->nmemb, f[2]));
         cr_expect(eq(u64, e->elsize, f[3]));
-        cr_expect(eq(u64, e->pre_ns, f[4]));
+        cr_expect(eq(u64, e->slack, f[4]));
+        cr_expect(eq(u64, e->pre_ns, f[5]));
         break;
     case MTF_EV_FREE:
         cr_expect(eq(u64, e->addr, f[0]));
@@ -370,6 +398,26 @@ static void tb_expect_fields(unsigned kind, const uint64_t *f, const struct rd_e
         cr_expect(eq(u64, e->addr, f[0]));
         cr_expect(eq(u64, e->align, f[1]));
         cr_expect(eq(u64, e->size, f[2]));
+        cr_expect(eq(u64, e->slack, f[3]));
+        break;
+    case MTF_EV_SNAPSHOT:
+        cr_expect(eq(u32, e->snap_reason, f[0]));
+        cr_expect(eq(u64, e->rss, f[1]));
+        cr_expect(eq(u64, e->heap_total, f[2]));
+        cr_expect(eq(u64, e->heap_used, f[3]));
+        cr_expect(eq(u64, e->external, f[4]));
+        cr_expect(eq(u64, e->mapped, f[5]));
+        cr_expect(eq(u64, e->rss_peak, f[6]));
+        cr_expect(eq(u32, e->label_len, f[7]));
+        cr_expect(eq(int, memcmp(e->label, tb_label, e->label_len), 0));
+        break;
+    case MTF_EV_LIMIT:
+        cr_expect(eq(u32, e->call, f[0]));
+        cr_expect(eq(u32, e->limit_class, f[1]));
+        cr_expect(eq(u32, e->limit_mode, f[2]));
+        cr_expect(eq(u64, e->limit, f[3]));
+        cr_expect(eq(u64, e->live, f[4]));
+        cr_expect(eq(u64, e->size, f[5]));
         break;
     case MTF_EV_MMAP:
     case MTF_EV_MMAP64:
@@ -415,7 +463,9 @@ Test(tbuf, every_kind_round_trips_with_fields_flags_times_and_stacks)
             uint64_t f[MT_FIELDS_MAX];
             tb_fields(call_kinds[k], i, f);
             ts += (i * 37 + k) % 1000; /* some steps are 0: equal times must survive too */
-            tb_record(call_kinds[k], (i + k) % 4 == 0 ? MTF_EVF_FAILED : 0, ts, f);
+            tb_record(call_kinds[k],
+                      ((i + k) % 4 == 0 ? MTF_EVF_FAILED : 0) | tb_class_flags(call_kinds[k], i, k),
+                      ts, f);
         }
     tb_finish();
 
@@ -433,7 +483,10 @@ Test(tbuf, every_kind_round_trips_with_fields_flags_times_and_stacks)
             tb_fields(kind, i, f);
             ts += (i * 37 + k) % 1000;
             cr_assert(eq(u32, e->kind, kind), "call %u of round %u", k, i);
-            cr_expect(eq(u32, e->flags, (i + k) % 4 == 0 ? MTF_EVF_FAILED : 0));
+            unsigned cf = tb_class_flags(kind, i, k);
+            cr_expect(eq(u32, e->flags, ((i + k) % 4 == 0 ? MTF_EVF_FAILED : 0) | (cf & 0xe0)));
+            cr_expect(eq(u32, e->cls, cf ? cf >> 8 : RD_CLASS_DEFAULT), "%s %u class",
+                      reader_kind_name(kind), i);
             cr_expect(eq(u64, e->ts_ns, ts), "%s %u time", reader_kind_name(kind), i);
             tb_expect_fields(kind, f, e);
             if (tb_has_stack(kind))
@@ -441,7 +494,7 @@ Test(tbuf, every_kind_round_trips_with_fields_flags_times_and_stacks)
             else
                 cr_expect(eq(u32, e->stack, 0), "%s has no stack", reader_kind_name(kind));
         }
-    cr_expect(eq(u32, tb_nfields(MTF_EV_MMAP), MT_FIELDS_MAX), "MMAP is the widest kind");
+    cr_expect(eq(u32, tb_nfields(MTF_EV_SNAPSHOT), MT_FIELDS_MAX), "SNAPSHOT is the widest kind");
     tb_check_stacks(&tr);
     tb_check_end_counts(&tr);
     cr_expect(eq(u64, tr.end.threads, 1));

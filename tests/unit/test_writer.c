@@ -21,10 +21,10 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "helpers.h"
 #include "log.h"
 #include "memtrace/format.h"
 #include "writer.h"
-#include "helpers.h"
 
 static char tmp[PATH_MAX]; /* this test's directory (real path, as getcwd reports it) */
 static struct mt_sys real; /* the default system calls, for fault wrappers to forward to */

@@ -229,6 +229,8 @@ void tg_chunk_event(struct tg_chunk *c, const struct rd_event *ev)
     c->h.last_ts_ns = ev->ts_ns;
     c->h.nevents++;
     c->counts[ev->kind & MTF_EV_KIND_MASK]++;
+    if ((ev->flags & MTF_EVF_CLASS) && ev->kind != MTF_EV_STACK)
+        tg_varint(&c->ev, ev->cls);
 
     switch (ev->kind) {
     case MTF_EV_MALLOC:
@@ -236,18 +238,21 @@ void tg_chunk_event(struct tg_chunk *c, const struct rd_event *ev)
     case MTF_EV_PVALLOC:
         enc_addr(c, ev->addr);
         tg_varint(&c->ev, ev->size);
+        tg_varint(&c->ev, ev->slack);
         enc_stack(c, ev->stack);
         break;
     case MTF_EV_CALLOC:
         enc_addr(c, ev->addr);
         tg_varint(&c->ev, ev->nmemb);
         tg_varint(&c->ev, ev->elsize);
+        tg_varint(&c->ev, ev->slack);
         enc_stack(c, ev->stack);
         break;
     case MTF_EV_REALLOC:
         enc_addr(c, ev->old_addr);
         enc_addr(c, ev->addr);
         tg_varint(&c->ev, ev->size);
+        tg_varint(&c->ev, ev->slack);
         enc_stack(c, ev->stack);
         tg_varint(&c->ev, ev->pre_ns);
         break;
@@ -256,6 +261,7 @@ void tg_chunk_event(struct tg_chunk *c, const struct rd_event *ev)
         enc_addr(c, ev->addr);
         tg_varint(&c->ev, ev->nmemb);
         tg_varint(&c->ev, ev->elsize);
+        tg_varint(&c->ev, ev->slack);
         enc_stack(c, ev->stack);
         tg_varint(&c->ev, ev->pre_ns);
         break;
@@ -268,6 +274,7 @@ void tg_chunk_event(struct tg_chunk *c, const struct rd_event *ev)
         enc_addr(c, ev->addr);
         tg_varint(&c->ev, ev->align);
         tg_varint(&c->ev, ev->size);
+        tg_varint(&c->ev, ev->slack);
         enc_stack(c, ev->stack);
         break;
     case MTF_EV_MMAP:
@@ -307,6 +314,26 @@ void tg_chunk_event(struct tg_chunk *c, const struct rd_event *ev)
         tg_varint(&c->ev, ev->child_pid);
         break;
     case MTF_EV_EXEC:
+        break;
+    case MTF_EV_SNAPSHOT:
+        tg_varint(&c->ev, ev->snap_reason);
+        tg_varint(&c->ev, ev->rss);
+        tg_varint(&c->ev, ev->heap_total);
+        tg_varint(&c->ev, ev->heap_used);
+        tg_varint(&c->ev, ev->external);
+        tg_varint(&c->ev, ev->mapped);
+        tg_varint(&c->ev, ev->rss_peak);
+        tg_varint(&c->ev, ev->label_len);
+        tg_put(&c->ev, ev->label, ev->label_len);
+        break;
+    case MTF_EV_LIMIT:
+        tg_varint(&c->ev, ev->call);
+        tg_varint(&c->ev, ev->limit_class);
+        tg_varint(&c->ev, ev->limit_mode);
+        tg_varint(&c->ev, ev->limit);
+        tg_varint(&c->ev, ev->live);
+        tg_varint(&c->ev, ev->size);
+        enc_stack(c, ev->stack);
         break;
     default:
         abort(); /* a test asked for a kind the format does not have: build those bytes by hand */
