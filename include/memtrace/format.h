@@ -71,6 +71,7 @@ _Static_assert(offsetof(struct mtf_record_header, crc32c) == MTF_RECORD_CRC_SPAN
 #define MTF_REC_EVENTS  3 /* one thread's events, see struct mtf_chunk */
 #define MTF_REC_END     4 /* clean end of the trace, see struct mtf_end */
 #define MTF_REC_LOSS    5 /* events that could not be recorded, see struct mtf_loss */
+#define MTF_REC_REACH   6 /* leak scan at exit: heap blocks no longer reachable, see mtf_reach */
 
 #define MTF_RECF_NONE 0 /* no record flags are defined in 1.0 */
 
@@ -247,6 +248,40 @@ struct mtf_loss {
 
 #define MTF_LOSS_SIZE 24
 _Static_assert(sizeof(struct mtf_loss) == MTF_LOSS_SIZE, "loss size");
+
+/* ---- MTF_REC_REACH: what the exit-time leak scan found ---------------------------------------
+ * The shim scans the roots (writable segments of every module, thread stacks and TLS, the
+ * registers of the scanning thread) and then the reachable heap blocks for words pointing into
+ * live heap blocks (to the start or inside). A live block not reached is lost: "direct" when no
+ * other lost block points to it either, "indirect" when only lost blocks do (memcheck's
+ * definitely / indirectly lost). One scan may need several records; the last has MTF_REACHF_LAST.
+ */
+#define MTF_REACHF_LAST    1 /* the last record of this scan */
+#define MTF_REACHF_RUNNING 2 /* other threads were running: their registers were not scanned */
+
+#define MTF_REACH_DIRECT   1 /* no pointer to the block from anywhere scanned */
+#define MTF_REACH_INDIRECT 2 /* pointed to only from lost blocks */
+
+struct mtf_reach {
+    uint64_t ts_ns;       /* CLOCK_MONOTONIC when the scan ran */
+    uint64_t live_blocks; /* live heap blocks scanned */
+    uint64_t live_bytes;  /* their requested bytes */
+    uint64_t root_bytes;  /* bytes of roots scanned */
+    uint32_t flags;       /* MTF_REACHF_* */
+    uint32_t count;       /* struct mtf_reach_entry that follow */
+};
+
+#define MTF_REACH_SIZE 40
+_Static_assert(sizeof(struct mtf_reach) == MTF_REACH_SIZE, "reach size");
+
+struct mtf_reach_entry {
+    uint64_t addr;  /* the block's address, as its allocation event gave it */
+    uint32_t state; /* MTF_REACH_DIRECT or MTF_REACH_INDIRECT */
+    uint32_t reserved;
+};
+
+#define MTF_REACH_ENTRY_SIZE 16
+_Static_assert(sizeof(struct mtf_reach_entry) == MTF_REACH_ENTRY_SIZE, "reach entry size");
 
 /* ---- varint limits ----------------------------------------------------------------------------
  */
