@@ -58,6 +58,7 @@ struct reader {
 
     enum phase phase;
     uint64_t rec_off;      /* file offset of the record being yielded */
+    uint16_t rec_type;     /* its type */
     const uint8_t *pl;     /* its payload (in buf, or in mem) */
     uint32_t pl_size;      /* bytes */
     uint32_t left;         /* entries or events still to yield */
@@ -966,6 +967,7 @@ static int next_record(struct reader *r, struct rd_item *item)
     r->rec_off = off;
     r->pl = p;
     r->pl_size = size;
+    r->rec_type = type;
     int rc;
     switch (type) {
     case MTF_REC_PROCESS:
@@ -1025,6 +1027,112 @@ int reader_next(struct reader *r, struct rd_item *item)
         }
         }
     }
+}
+
+/* ---- random access (report/order.c) ------------------------------------------------------- */
+
+int reader_next_record(struct reader *r, struct rd_record *rec)
+{
+    struct rd_item item;
+    if (r->err)
+        return r->err;
+    if (r->phase == PH_EOF)
+        return 0;
+    r->phase = PH_RECORDS; /* whatever reader_next() left of a record is skipped */
+    r->left = 0;
+    int rc = next_record(r, &item);
+    if (rc <= 0)
+        return rc;
+    memset(rec, 0, sizeof(*rec));
+    rec->offset = r->rec_off;
+    rec->type = r->rec_type;
+    rec->payload_size = r->pl_size;
+    /* One item made at once, or a phase holding `left` more, or (unknown type) none. */
+    rec->items = rc == 1 ? 1 : r->phase != PH_RECORDS ? r->left : 0;
+    /* Every non-EVENTS record of the format starts with its ts_ns. */
+    if (r->pl_size >= sizeof(uint64_t))
+        rec->ts_ns = le64(r->pl);
+    if (r->rec_type == MTF_REC_EVENTS) {
+        const uint8_t *p = r->pl;
+        struct mtf_chunk *c = &rec->chunk;
+        c->tid = GET32(p, struct mtf_chunk, tid);
+        c->thread_serial = GET32(p, struct mtf_chunk, thread_serial);
+        c->epoch = GET32(p, struct mtf_chunk, epoch);
+        c->offset = GET32(p, struct mtf_chunk, offset);
+        c->base_ts_ns = GET64(p, struct mtf_chunk, base_ts_ns);
+        c->base_addr = GET64(p, struct mtf_chunk, base_addr);
+        c->first_ts_ns = GET64(p, struct mtf_chunk, first_ts_ns);
+        c->last_ts_ns = GET64(p, struct mtf_chunk, last_ts_ns);
+        c->base_stack = GET32(p, struct mtf_chunk, base_stack);
+        c->nevents = GET32(p, struct mtf_chunk, nevents);
+        c->flags = GET32(p, struct mtf_chunk, flags);
+        c->events_size = GET32(p, struct mtf_chunk, events_size);
+        rec->ts_ns = c->first_ts_ns;
+    }
+    r->phase = PH_RECORDS;
+    r->left = 0;
+    return 1;
+}
+
+int reader_seek(struct reader *r, uint64_t offset)
+{
+    if (r->err)
+        return r->err;
+    if (r->f != NULL) {
+        if (fseeko(r->f, (off_t)offset, SEEK_SET) != 0)
+            return fail(r, RD_ERR_IO, offset, "seek failed: %s", strerror(errno));
+    } else {
+        if (offset > r->mem_size)
+            return fail(r, RD_ERR_IO, offset, "seek past the end of the %zu-byte input",
+                        r->mem_size);
+        r->mem_pos = (size_t)offset;
+    }
+    r->off = offset;
+    r->phase = PH_RECORDS;
+    r->left = 0;
+    return 0;
+}
+
+void reader_cursor_init(struct rd_cursor *c, const void *payload)
+{
+    const uint8_t *p = payload;
+    c->start = c->p = p + MTF_CHUNK_SIZE;
+    c->end = c->p + GET32(p, struct mtf_chunk, events_size);
+    c->ts = GET64(p, struct mtf_chunk, base_ts_ns);
+    c->addr = GET64(p, struct mtf_chunk, base_addr);
+    c->stack = GET32(p, struct mtf_chunk, base_stack);
+    c->tid = GET32(p, struct mtf_chunk, tid);
+    c->serial = GET32(p, struct mtf_chunk, thread_serial);
+    c->offset = GET32(p, struct mtf_chunk, offset);
+    c->left = GET32(p, struct mtf_chunk, nevents);
+}
+
+uint64_t reader_cursor_peek_ts(const struct rd_cursor *c)
+{
+    struct dec d = { .p = c->p + 1, .end = c->end };
+    uint64_t dt = 0;
+    (void)varint(&d, &dt); /* validated: cannot fail */
+    return c->ts + dt;
+}
+
+int reader_cursor_next(struct rd_cursor *c, struct rd_event *ev, uint64_t *frames)
+{
+    struct dec d;
+    d.p = c->p;
+    d.end = c->end;
+    d.ts = c->ts;
+    d.addr = c->addr;
+    d.stack = c->stack;
+    if (c->left == 0 || decode_event(&d, ev, frames) != 0)
+        return -1;
+    c->p = d.p;
+    c->ts = d.ts;
+    c->addr = d.addr;
+    c->stack = d.stack;
+    c->left--;
+    ev->tid = c->tid;
+    ev->thread_serial = c->serial;
+    return 0;
 }
 
 /* ---- names ----------------------------------------------------------------------------------- */

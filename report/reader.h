@@ -169,4 +169,55 @@ const char *reader_loss_reason_name(unsigned reason);
 const char *reader_class_name(unsigned cls);
 const char *reader_snap_reason_name(unsigned reason);
 
+/* ---- Random access (report/order.c: time-ordered reading) ------------------------------------ */
+
+/* One record as reader_next_record() saw it. */
+struct rd_record {
+    uint64_t offset;        /* file offset of the record header */
+    uint32_t type;          /* MTF_REC_*, or an unknown type (which yields no items) */
+    uint32_t payload_size;  /* bytes after the record header */
+    uint32_t items;         /* items reader_next() yields for it (EVENTS: nevents) */
+    uint64_t ts_ns;         /* PROCESS, MODULES, END, LOSS: their ts_ns; EVENTS: first_ts_ns */
+    struct mtf_chunk chunk; /* EVENTS: the chunk header */
+};
+
+/* Read and validate the next record exactly as reader_next() does (same checks, errors,
+ * messages and status), but yield none of its items: describe the record instead. Status
+ * fields counted per item (events, kind_counts) are not advanced. Returns 1 with *rec filled,
+ * 0 at a clean end of file, or a negative RD_ERR_*. If called while reader_next() was in the
+ * middle of a record, the rest of that record is skipped. */
+int reader_next_record(struct reader *r, struct rd_record *rec);
+
+/* Position the reader at `offset`, the start of a record header (one reader_next_record()
+ * returned), so that reader_next() reads that record next. Needs a seekable stream or memory.
+ * 0, or a negative RD_ERR_* (the reader keeps its previous error, if any). */
+int reader_seek(struct reader *r, uint64_t offset);
+
+/* Decoder over the events of one EVENTS payload that a reader already validated (via
+ * reader_next_record): no check is repeated, so it must not be given anything else. */
+struct rd_cursor {
+    const uint8_t *p, *start, *end; /* next event, first event, end of the events */
+    uint64_t ts, addr, stack;       /* decoder state */
+    uint32_t tid, serial, offset;   /* from the chunk header */
+    uint32_t left;                  /* events still to decode */
+};
+
+/* `payload` holds the chunk header and its events (payload_size bytes). */
+void reader_cursor_init(struct rd_cursor *c, const void *payload);
+
+/* Time of the next event (left > 0), without decoding it. */
+uint64_t reader_cursor_peek_ts(const struct rd_cursor *c);
+
+/* Decode the next event (left > 0) into *ev: tid and thread_serial are filled, chunk_offset is
+ * not. STACK frames go to `frames` (MTF_MAX_FRAMES_LIMIT + 1 entries). 0, or -1 if the payload
+ * was not a validated one. */
+int reader_cursor_next(struct rd_cursor *c, struct rd_event *ev, uint64_t *frames);
+
+/* Byte position of the next event within its thread's buffer generation (chunk offset plus the
+ * bytes decoded so far): the §10 order key of a buffered event. */
+static inline uint32_t reader_cursor_pos(const struct rd_cursor *c)
+{
+    return c->offset + (uint32_t)(c->p - c->start);
+}
+
 #endif
