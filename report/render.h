@@ -8,7 +8,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "aggregate.h"
+#include "findings.h"
 #include "reader.h"
+#include "stackview.h"
+#include "suppress.h"
 #include "util.h"
 
 /* Event kinds that are calls of a hooked function (malloc .. mremap); the kinds after them
@@ -29,14 +33,31 @@ struct render_trace {
     const char *error;             /* the line main.c prints on stderr (without the program
                                       name), or NULL when the exit status is 0 */
     uint64_t error_offset;         /* the offset that line names, when error is not NULL */
+
+    /* The aggregated report (summary, --timeline, --json); NULL for --events. */
+    const struct agg *agg;           /* the replay, after agg_finish() */
+    struct stackview *stacks;        /* symbolized stacks, built on demand */
+    const struct findings *findings; /* top sites and leaks */
+    const struct suppressions *supp; /* rules in force, with what each took */
+    int default_suppressions;        /* the built-in rules are on */
+    unsigned top;                    /* sites per top list */
+    int stale_modules;               /* sym_stale(): files changed since the run */
+    unsigned module_warnings;        /* module entries the symbolizer refused */
 };
 
 /* --events (render_events.c): the file header as one line, then one line per item. */
 MT_MUST_CHECK int render_events_header(FILE *out, const struct mtf_file_header *h);
 MT_MUST_CHECK int render_events_item(FILE *out, const struct rd_item *item);
 
-/* Default output (render_events.c, until render_text.c exists): a short plain-text summary. */
+/* Default output (render_text.c): the summary for people. */
 MT_MUST_CHECK int render_summary(FILE *out, const struct render_trace *t);
+
+/* --timeline (render_text.c): one line per snapshot, in the form Node users print. */
+MT_MUST_CHECK int render_timeline(FILE *out, const struct render_trace *t);
+
+/* Byte counts for people (render_text.c): "512 B", "1.50 KB", "1.84 MB", "2.00 GB" with
+ * 1 KB = 1024 B, as Node's `(bytes / 1024 / 1024).toFixed(2) + ' MB'`. Returns buf. */
+const char *render_bytes(char *buf, size_t cap, uint64_t bytes);
 
 /* --json (render_json.c): one JSON object, schema in docs/report-json.md. */
 #define RENDER_JSON_FORMAT_VERSION 1

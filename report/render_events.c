@@ -1,5 +1,4 @@
-/* Plain-text renderers: `--events` (every record and event, one line each) and, until
- * render_text.c takes over with the aggregated report, the short default summary.
+/* `--events`: every record and event, one line each.
  * Event lines are key=value words separated by single spaces, so grep and awk work on them:
  * numbers in decimal, addresses in 0x hex, strings in double quotes with C escapes (a line never
  * contains a raw newline or a space outside quotes), and markers such as `failed` as bare words.
@@ -250,86 +249,5 @@ int render_events_item(FILE *out, const struct rd_item *item)
                 reader_loss_reason_name(item->loss.reason), item->loss.tid, item->loss.count);
         break;
     }
-    return result(out);
-}
-
-/* ---- short summary (default output) ---------------------------------------------------------- */
-
-/* One plain sentence about how reading ended: the first thing to check before trusting numbers. */
-static void put_status(FILE *out, const struct render_trace *t)
-{
-    const struct rd_status *st = t->status;
-    fputs("status    ", out);
-    switch (t->error_code) {
-    case 0:
-        break;
-    case RD_ERR_TRUNC:
-        fprintf(out,
-                "TRUNCATED at offset %" PRIu64 ": %" PRIu64
-                " bytes lost (the process was killed or its output failed); the counts above "
-                "cover everything before\n",
-                st->error_offset, st->lost_bytes);
-        return;
-    case RD_ERR_CORRUPT:
-        fprintf(out,
-                "CORRUPT at offset %" PRIu64 ": %" PRIu64
-                " bytes not used; the counts above cover everything before\n",
-                st->error_offset, st->lost_bytes);
-        return;
-    case RD_ERR_FORMAT:
-        fputs("NOT READABLE: not a memtrace trace, or a format version this reader does not "
-              "know\n",
-              out);
-        return;
-    default:
-        fprintf(out, "READ ERROR at offset %" PRIu64 "; the counts above cover what was read\n",
-                st->error_offset);
-        return;
-    }
-    if (!st->complete) {
-        fputs("INCOMPLETE: no END record (the process was killed or tracing stopped); events "
-              "still buffered in its threads are missing\n",
-              out);
-    } else if (t->end.reason == MTF_END_EXIT) {
-        fprintf(out, "complete: the process exited with status %d\n", t->end.status);
-    } else if (t->end.reason == MTF_END_EXEC) {
-        fputs("complete: the process called execve (the new image writes its own trace)\n", out);
-    } else {
-        fprintf(out, "complete: the process died of signal %d\n", t->end.status);
-    }
-}
-
-int render_summary(FILE *out, const struct render_trace *t)
-{
-    const struct rd_status *st = t->status;
-    const struct mtf_file_header *h = &st->header;
-    fprintf(out, "trace     %s", t->path);
-    if (t->header_valid)
-        fprintf(out, " (format %u.%u, %" PRIu64 " bytes)", h->version_major, h->version_minor,
-                st->file_size);
-    fputc('\n', out);
-    if (t->header_valid) {
-        fprintf(out, "process   %s, pid %u, parent %u, %s\n",
-                t->exe ? t->exe : "(no PROCESS record)", h->pid, h->parent_pid,
-                h->origin == MTF_ORIGIN_FORK   ? "forked child"
-                : h->origin == MTF_ORIGIN_EXEC ? "after execve"
-                                               : "traced from start");
-        uint64_t span = t->max_ts_ns - t->min_ts_ns;
-        fprintf(out, "duration  %" PRIu64 ".%06" PRIu64 " s\n", span / 1000000000,
-                span % 1000000000 / 1000);
-        uint64_t calls = 0;
-        for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++)
-            calls += st->kind_counts[k];
-        fprintf(out, "calls     %" PRIu64 "\n", calls);
-        for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++)
-            if (st->kind_counts[k])
-                fprintf(out, "  %-16s %12" PRIu64 "\n", reader_kind_name(k), st->kind_counts[k]);
-        fprintf(out, "stacks    %" PRIu64 " definitions\n", st->kind_counts[MTF_EV_STACK]);
-        if (st->dropped)
-            fprintf(out, "dropped   %" PRIu64 " calls were not recorded\n", st->dropped);
-        else
-            fputs("dropped   0\n", out);
-    }
-    put_status(out, t);
     return result(out);
 }

@@ -1,0 +1,102 @@
+/* Top sites and leaks (findings.h). */
+#include "findings.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Larger first; ties by stack id so the output is stable. */
+#define CMP_DESC(x, y) ((x) < (y) ? 1 : (x) > (y) ? -1 : 0)
+
+static int by_peak(const void *p, const void *q)
+{
+    const struct agg_site *a = *(const struct agg_site *const *)p;
+    const struct agg_site *b = *(const struct agg_site *const *)q;
+    int c = CMP_DESC(a->peak_bytes, b->peak_bytes);
+    return c ? c : CMP_DESC(b->stack, a->stack);
+}
+
+static int by_total(const void *p, const void *q)
+{
+    const struct agg_site *a = *(const struct agg_site *const *)p;
+    const struct agg_site *b = *(const struct agg_site *const *)q;
+    int c = CMP_DESC(a->total_bytes, b->total_bytes);
+    return c ? c : CMP_DESC(b->stack, a->stack);
+}
+
+static int by_count(const void *p, const void *q)
+{
+    const struct agg_site *a = *(const struct agg_site *const *)p;
+    const struct agg_site *b = *(const struct agg_site *const *)q;
+    int c = CMP_DESC(a->calls, b->calls);
+    return c ? c : CMP_DESC(b->stack, a->stack);
+}
+
+static int by_leak(const void *p, const void *q)
+{
+    const struct leak_site *a = p, *b = q;
+    int c = CMP_DESC(a->bytes, b->bytes);
+    if (c == 0)
+        c = CMP_DESC(a->blocks, b->blocks);
+    return c ? c : CMP_DESC(b->stack, a->stack);
+}
+
+/* The top `top` sites under `cmp`, leaving out sites where the key is 0. */
+static const struct agg_site **
+top_list(const struct findings *f, int (*cmp)(const void *, const void *), unsigned top, size_t *n)
+{
+    const struct agg_site **l = xmalloc((f->nsites + 1) * sizeof *l);
+    for (size_t i = 0; i < f->nsites; i++)
+        l[i] = &f->sites[i];
+    qsort(l, f->nsites, sizeof *l, cmp);
+    size_t k = 0;
+    while (k < f->nsites && k < top &&
+           (cmp == by_peak    ? l[k]->peak_bytes
+            : cmp == by_total ? l[k]->total_bytes
+                              : l[k]->calls))
+        k++;
+    *n = k;
+    return l;
+}
+
+void findings_compute(struct findings *f, const struct agg *a, struct stackview *v,
+                      struct suppressions *s, unsigned top)
+{
+    memset(f, 0, sizeof *f);
+    f->sites = agg_sites(a, &f->nsites);
+    f->by_peak = top_list(f, by_peak, top, &f->ntop_peak);
+    f->by_total = top_list(f, by_total, top, &f->ntop_total);
+    f->by_count = top_list(f, by_count, top, &f->ntop_count);
+
+    f->leaks = xmalloc((f->nsites + 1) * sizeof *f->leaks);
+    for (size_t i = 0; i < f->nsites; i++) {
+        const struct agg_site *site = &f->sites[i];
+        if (site->live_blocks == 0)
+            continue;
+        int rule = supp_match(s, sv_get(v, site->stack));
+        if (rule >= 0) {
+            s->rules[rule].stacks++;
+            s->rules[rule].blocks += site->live_blocks;
+            s->rules[rule].bytes += site->live_bytes;
+            f->supp_blocks += site->live_blocks;
+            f->supp_bytes += site->live_bytes;
+            continue;
+        }
+        f->leaks[f->nleaks++] =
+            (struct leak_site){ site->stack, site->live_bytes, site->live_blocks };
+        f->leak_bytes += site->live_bytes;
+        f->leak_blocks += site->live_blocks;
+    }
+    qsort(f->leaks, f->nleaks, sizeof *f->leaks, by_leak);
+}
+
+void findings_free(struct findings *f)
+{
+    free(f->sites);
+    free(f->by_peak);
+    free(f->by_total);
+    free(f->by_count);
+    free(f->leaks);
+    memset(f, 0, sizeof *f);
+}
