@@ -1,0 +1,414 @@
+/* The exit-time leak scan: see reach.h. Roots come from dl_iterate_phdr (writable segments of
+ * every module but the shim) and /proc/self/maps (the scanning thread's stack from its stack
+ * pointer up, other threads' stacks: writable anonymous mappings sitting right above a
+ * PROT_NONE guard, as glibc lays them out; the main thread's static TLS next to the thread
+ * pointer). All scratch memory is mapped from the kernel, so the scan never looks at itself:
+ * none of it is a root. */
+#include "reach.h"
+
+#include <fcntl.h>
+#include <link.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "memtrace/format.h"
+#include "mt.h"
+#include "writer.h"
+
+/* ---- marking ---------------------------------------------------------------------------------
+ */
+
+struct scan {
+    const struct mt_live_block *b;
+    size_t n;
+    uint64_t lo, hi; /* lowest block start, highest block end */
+    uint8_t *mark;
+    size_t *work;
+    size_t top;
+};
+
+static uint64_t block_end(const struct mt_live_block *b)
+{
+    return b->addr + (b->size ? b->size : 1); /* a pointer to a 0-byte block still holds it */
+}
+
+/* Index of the block holding address w, or n. */
+static size_t lookup(const struct scan *s, uint64_t w)
+{
+    if (w < s->lo || w >= s->hi)
+        return s->n;
+    size_t lo = 0, hi = s->n; /* last block with addr <= w */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->b[mid].addr <= w)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return w < block_end(&s->b[lo]) ? lo : s->n;
+}
+
+/* Every aligned word of [start, end) that points into a block whose mark is `from` sets it to
+ * `to` and queues it. */
+static void scan_range(struct scan *s, uint64_t start, uint64_t end, uint8_t from, uint8_t to)
+{
+    start = (start + 7) & ~7ULL;
+    for (uint64_t a = start; a + 8 <= end; a += 8) {
+        uint64_t w = *(const volatile uint64_t *)(uintptr_t)a;
+        size_t i = lookup(s, w);
+        if (i < s->n && s->mark[i] == from) {
+            s->mark[i] = to;
+            s->work[s->top++] = i;
+        }
+    }
+}
+
+static void drain(struct scan *s, uint8_t from, uint8_t to)
+{
+    while (s->top > 0) {
+        size_t i = s->work[--s->top];
+        scan_range(s, s->b[i].addr, s->b[i].addr + s->b[i].size, from, to);
+    }
+}
+
+void mt_reach_classify(const struct mt_live_block *b, size_t n, const struct mt_reach_ranges *roots,
+                       uint8_t *mark, size_t *work)
+{
+    if (n == 0)
+        return;
+    struct scan s = { b, n, b[0].addr, 0, mark, work, 0 };
+    for (size_t i = 0; i < n; i++) {
+        mark[i] = MT_REACH_UNSEEN;
+        if (block_end(&b[i]) > s.hi)
+            s.hi = block_end(&b[i]);
+    }
+    for (size_t r = 0; r < roots->n; r++) {
+        scan_range(&s, roots->r[r][0], roots->r[r][1], MT_REACH_UNSEEN, MT_REACH_REACHABLE);
+        drain(&s, MT_REACH_UNSEEN, MT_REACH_REACHABLE);
+    }
+    /* Lost blocks: a first pass marks every lost block another lost block points to (INDIRECT
+     * for now); those left UNSEEN have no pointer at all and lead their own group. */
+    for (size_t i = 0; i < n; i++)
+        if (mark[i] == MT_REACH_UNSEEN || mark[i] == MT_REACH_INDIRECT) {
+            uint8_t keep = mark[i];
+            mark[i] = MT_REACH_DIRECT; /* its own words never count for itself */
+            scan_range(&s, b[i].addr, b[i].addr + b[i].size, MT_REACH_UNSEEN, MT_REACH_INDIRECT);
+            s.top = 0;
+            mark[i] = keep;
+        }
+    for (size_t i = 0; i < n; i++)
+        if (mark[i] == MT_REACH_UNSEEN)
+            mark[i] = MT_REACH_DIRECT;
+    /* Cycles with no way in: every member was marked INDIRECT. Give each such group a leader
+     * (the lowest block), as memcheck does, by finding what the real leaders reach first. */
+    for (size_t i = 0; i < n; i++)
+        if (mark[i] == MT_REACH_DIRECT) {
+            s.work[s.top++] = i;
+            drain(&s, MT_REACH_INDIRECT, 4); /* 4: reached from a leader */
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (mark[i] != MT_REACH_INDIRECT)
+            continue;
+        mark[i] = MT_REACH_DIRECT; /* unreached cycle: this one leads it */
+        s.work[s.top++] = i;
+        drain(&s, MT_REACH_INDIRECT, 4);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (mark[i] == 4)
+            mark[i] = MT_REACH_INDIRECT;
+}
+
+/* ---- roots -----------------------------------------------------------------------------------
+ */
+
+static void *map_pages(size_t len)
+{
+    long p =
+        syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p < 0 && p > -4096 ? NULL : (void *)p;
+}
+
+static void unmap_pages(void *p, size_t len)
+{
+    if (p != NULL && len != 0)
+        syscall(SYS_munmap, p, len);
+}
+
+struct region {
+    uint64_t start, end;
+    char perms[4];
+    int anon;  /* no path */
+    int stack; /* "[stack]" */
+    int heap;  /* "[heap]" */
+};
+
+struct rootset {
+    uint64_t (*r)[2];
+    size_t n, cap;
+    struct region *reg;
+    size_t nreg;
+    uint64_t bytes;
+};
+
+static void add_root(struct rootset *rs, uint64_t start, uint64_t end)
+{
+    if (start >= end || rs->n == rs->cap)
+        return;
+    /* Only what /proc/self/maps calls readable: a root range may cross a guard page. */
+    for (size_t i = 0; i < rs->nreg && rs->n < rs->cap; i++) {
+        const struct region *g = &rs->reg[i];
+        if (g->perms[0] != 'r' || g->end <= start || g->start >= end)
+            continue;
+        uint64_t s = start > g->start ? start : g->start, e = end < g->end ? end : g->end;
+        rs->r[rs->n][0] = s;
+        rs->r[rs->n][1] = e;
+        rs->n++;
+        rs->bytes += e - s;
+    }
+}
+
+static void visit_root(void *vctx, uint64_t start, uint64_t end)
+{
+    add_root(vctx, start, end);
+}
+
+static uint64_t hex(const char **p)
+{
+    uint64_t v = 0;
+    for (;; (*p)++) {
+        char c = **p;
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (uint64_t)(c - 'a' + 10);
+        else
+            return v;
+    }
+}
+
+/* Read /proc/self/maps into regions. Returns the count, or 0 on failure. */
+static size_t read_maps(struct region *reg, size_t max, char *buf, size_t cap)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t len = 0;
+    for (;;) {
+        long r = syscall(SYS_read, fd, buf + len, cap - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == cap - 1)
+            break;
+    }
+    syscall(SYS_close, fd);
+    buf[len] = 0;
+    size_t n = 0;
+    for (const char *p = buf; *p && n < max;) {
+        struct region *g = &reg[n];
+        memset(g, 0, sizeof *g);
+        g->start = hex(&p);
+        p += *p == '-';
+        g->end = hex(&p);
+        p += *p == ' ';
+        for (int i = 0; i < 4 && *p; i++)
+            g->perms[i] = *p++;
+        for (int f = 0; f < 3 && *p && *p != '\n'; f++) { /* offset, device, inode */
+            while (*p == ' ')
+                p++;
+            while (*p && *p != ' ' && *p != '\n')
+                p++;
+        }
+        while (*p == ' ')
+            p++;
+        g->anon = *p == '\n' || *p == 0;
+        g->stack = strncmp(p, "[stack]", 7) == 0;
+        g->heap = strncmp(p, "[heap]", 6) == 0;
+        while (*p && *p != '\n')
+            p++;
+        p += *p == '\n';
+        n++;
+    }
+    return n;
+}
+
+struct phdr_ctx {
+    struct rootset *rs;
+    uint64_t self; /* an address inside the shim: its module is skipped */
+};
+
+static int module_roots(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct phdr_ctx *c = arg;
+    int is_self = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uint64_t s = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && c->self >= s && c->self < s + ph->p_memsz)
+            is_self = 1;
+    }
+    if (is_self)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W)) {
+            uint64_t s = info->dlpi_addr + ph->p_vaddr;
+            add_root(c->rs, s, s + ph->p_memsz);
+        }
+    }
+    return 0;
+}
+
+static const struct region *region_of(const struct rootset *rs, uint64_t a)
+{
+    for (size_t i = 0; i < rs->nreg; i++)
+        if (a >= rs->reg[i].start && a < rs->reg[i].end)
+            return &rs->reg[i];
+    return NULL;
+}
+
+static MT_NOINLINE void stack_roots(struct rootset *rs)
+{
+    /* The scanning thread: callee-saved registers spilled here, then from this frame up. */
+    __builtin_unwind_init();
+    volatile uint64_t here = 0;
+    uint64_t sp = (uint64_t)(uintptr_t)&here;
+    const struct region *mine = region_of(rs, sp);
+    if (mine != NULL)
+        add_root(rs, sp & ~7ULL, mine->end);
+    for (size_t i = 0; i < rs->nreg; i++) {
+        const struct region *g = &rs->reg[i];
+        if (g == mine || g->perms[0] != 'r' || g->perms[1] != 'w')
+            continue;
+        int guarded = i > 0 && rs->reg[i - 1].end == g->start &&
+                      memcmp(rs->reg[i - 1].perms, "---", 3) == 0 && g->anon;
+        if (g->stack || guarded) /* the main stack, or a thread stack above its guard page */
+            add_root(rs, g->start, g->end);
+    }
+    /* Static TLS of the main thread sits next to its thread pointer, in memory the loader
+     * mapped for itself (thread stacks hold their own, scanned above). */
+    uint64_t tp = (uint64_t)(uintptr_t)__builtin_thread_pointer();
+    const struct region *t = region_of(rs, tp);
+    if (t != NULL && t != mine && !t->heap && t->end - t->start <= (8u << 20))
+        add_root(rs, tp > t->start + (64u << 10) ? tp - (64u << 10) : t->start,
+                 tp + (8u << 10) < t->end ? tp + (8u << 10) : t->end);
+}
+
+/* ---- records ---------------------------------------------------------------------------------
+ */
+
+#define ENTRIES_PER_RECORD 65536
+
+static int write_records(const struct mt_live_block *b, size_t n, const uint8_t *mark,
+                         const struct mt_reach_result *res)
+{
+    size_t lost = res->direct_blocks + res->indirect_blocks;
+    size_t batch = lost < ENTRIES_PER_RECORD ? (lost ? lost : 1) : ENTRIES_PER_RECORD;
+    struct mtf_reach_entry *e = map_pages(batch * sizeof *e);
+    if (e == NULL)
+        return -1;
+    size_t i = 0, written = 0;
+    int rc = 0;
+    do {
+        size_t k = 0;
+        for (; i < n && k < batch; i++)
+            if (mark[i] == MT_REACH_DIRECT || mark[i] == MT_REACH_INDIRECT)
+                e[k++] = (struct mtf_reach_entry){
+                    b[i].addr, mark[i] == MT_REACH_DIRECT ? MTF_REACH_DIRECT : MTF_REACH_INDIRECT, 0
+                };
+        written += k;
+        struct mtf_reach h = { mt_clock_ns(),
+                               res->live_blocks,
+                               res->live_bytes,
+                               res->root_bytes,
+                               (written == lost ? MTF_REACHF_LAST : 0) |
+                                   (res->others_running ? MTF_REACHF_RUNNING : 0),
+                               (uint32_t)k };
+        struct iovec v[2] = { { &h, sizeof h }, { e, k * sizeof *e } };
+        if (mt_writer_record(MTF_REC_REACH, v, 2) != 0)
+            rc = -1;
+    } while (rc == 0 && written < lost);
+    unmap_pages(e, batch * sizeof *e);
+    return rc;
+}
+
+static int count_threads(void)
+{
+    char buf[4096];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    buf[r > 0 ? r : 0] = 0;
+    const char *p = strstr(buf, "\nThreads:");
+    if (p == NULL)
+        return 1;
+    p += 9;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    int n = 0;
+    while (*p >= '0' && *p <= '9')
+        n = n * 10 + (*p++ - '0');
+    return n;
+}
+
+#define MAPS_BYTES  (4u << 20)
+#define MAX_REGIONS 65536
+#define MAX_ROOTS   (3 * MAX_REGIONS)
+
+int mt_reach_run(mt_reach_roots_fn extra, struct mt_reach_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (!mt_live_enabled())
+        return -1;
+    struct mt_live_block *b;
+    size_t n = mt_live_snapshot(&b);
+    if (n == 0 && mt_live_count() != 0)
+        return -1;
+    char *maps = map_pages(MAPS_BYTES);
+    struct rootset rs = { 0 };
+    rs.reg = map_pages(MAX_REGIONS * sizeof *rs.reg);
+    rs.r = map_pages(MAX_ROOTS * sizeof *rs.r);
+    rs.cap = MAX_ROOTS;
+    uint8_t *mark = n ? map_pages(n) : NULL;
+    size_t *work = n ? map_pages(n * sizeof *work) : NULL;
+    int rc = -1;
+    if (maps == NULL || rs.reg == NULL || rs.r == NULL || (n && (mark == NULL || work == NULL)))
+        goto out;
+    rs.nreg = read_maps(rs.reg, MAX_REGIONS, maps, MAPS_BYTES);
+    struct phdr_ctx pc = { &rs, (uint64_t)(uintptr_t)&mt_reach_run };
+    dl_iterate_phdr(module_roots, &pc);
+    stack_roots(&rs);
+    if (extra != NULL)
+        extra(visit_root, &rs);
+    struct mt_reach_ranges roots = { (const uint64_t(*)[2])rs.r, rs.n };
+    mt_reach_classify(b, n, &roots, mark, work);
+    res->live_blocks = n;
+    res->root_bytes = rs.bytes;
+    res->others_running = count_threads() > 1;
+    for (size_t i = 0; i < n; i++) {
+        res->live_bytes += b[i].size;
+        if (mark[i] == MT_REACH_DIRECT) {
+            res->direct_blocks++;
+            res->direct_bytes += b[i].size;
+        } else if (mark[i] == MT_REACH_INDIRECT) {
+            res->indirect_blocks++;
+            res->indirect_bytes += b[i].size;
+        }
+    }
+    rc = write_records(b, n, mark, res);
+out:
+    unmap_pages(work, n * sizeof *work);
+    unmap_pages(mark, n);
+    unmap_pages(rs.r, MAX_ROOTS * sizeof *rs.r);
+    unmap_pages(rs.reg, MAX_REGIONS * sizeof *rs.reg);
+    unmap_pages(maps, MAPS_BYTES);
+    mt_live_release(b, n);
+    return rc;
+}
