@@ -156,9 +156,11 @@ static void put_stack(FILE *out, const struct render_trace *t, uint32_t id, cons
             snprintf(loc[i], sizeof loc[i], "%s:%u", file_base(f->file), f->line);
         else if (f->file)
             snprintf(loc[i], sizeof loc[i], "%s", file_base(f->file));
-        else
+        else if (f->module)
             snprintf(loc[i], sizeof loc[i], "%s+0x%" PRIx64, sv_basename(f->module),
                      f->module_offset);
+        else
+            snprintf(loc[i], sizeof loc[i], "0x%" PRIx64, f->pc);
         int n = (int)strlen(f->function ? f->function : "??");
         fw = n > fw ? (n > 40 ? 40 : n) : fw;
         n = (int)strlen(loc[i]);

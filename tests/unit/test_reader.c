@@ -1743,8 +1743,15 @@ Test(cli, exits_0_and_summarizes_a_complete_trace)
     cr_expect(eq(str, c.err, ""));
     cr_expect(ne(ptr, strstr(c.out, "process   /usr/bin/app, pid 4242, parent 1"), NULL), "%s",
               c.out);
-    cr_expect(ne(ptr, strstr(c.out, "\n  malloc                      3\n"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\n  malloc                      3  (1 failed)\n"), NULL), "%s",
+              c.out);
     cr_expect(ne(ptr, strstr(c.out, "dropped   9 calls were not recorded"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "command   app --flag x y\n"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "LIMIT REACHED: 1 call was refused by a memory cap\n"), NULL),
+              "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\nmemoryUsage "), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\ntop sites by peak bytes\n"), NULL), "%s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "\nleaks     "), NULL), "%s", c.out);
     cr_expect(ne(ptr, strstr(c.out, "status    complete: the process exited with status 0"), NULL),
               "%s", c.out);
     cli_free(&c);
@@ -1766,8 +1773,9 @@ Test(cli, exits_2_and_names_the_offset_when_truncated)
              path, bounds[5], bounds[6] - bounds[5]);
     cr_expect(eq(str, c.err, want));
     cr_expect(ne(ptr, strstr(c.out, "status    TRUNCATED at offset"), NULL), "%s", c.out);
-    cr_expect(ne(ptr, strstr(c.out, "  malloc                      3\n"), NULL),
+    cr_expect(ne(ptr, strstr(c.out, "  malloc                      3  (1 failed)\n"), NULL),
               "the counts before the cut are reported: %s", c.out);
+    cr_expect(ne(ptr, strstr(c.out, "INCOMPLETE"), NULL), "%s", c.out);
     cli_free(&c);
 }
 
@@ -2017,4 +2025,78 @@ Test(cli, exits_3_when_the_output_cannot_be_written)
                  NULL),
               "%s", err);
     free(err);
+}
+
+/* 0 when python3 accepts `path` as JSON, 1 when it rejects it, -1 when python3 is missing. */
+static int python_json_ok(const char *path)
+{
+    if (system("command -v python3 >/dev/null 2>&1") != 0)
+        return -1;
+    char cmd[4400];
+    snprintf(cmd, sizeof(cmd), "python3 -c 'import json,sys; json.load(open(sys.argv[1]))' '%s'",
+             path);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+Test(cli, json_parses_for_whole_cut_and_corrupt_traces)
+{
+    size_t bounds[16], nb;
+    struct tg_buf t = { 0 };
+    build_sample(&t, bounds, &nb);
+    size_t cuts[] = { t.len, bounds[5] + 30, bounds[nb - 2], bounds[2] + 3 };
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        const char *path = tmp_path("cut.mtr");
+        cr_assert(eq(int, tg_write_file(path, t.data, cuts[i]), 0));
+        struct cli c = run_cli(NULL, (const char *[]){ "--json", path, NULL });
+        cr_expect(eq(int, c.status, i == 0 ? 0 : 2), "cut %zu: %s", i, c.err);
+        cr_assert(eq(int, tg_write_file(tmp_path("out.json"), c.out, strlen(c.out)), 0));
+        int ok = python_json_ok(tmp_path("out.json"));
+        if (ok < 0)
+            cr_skip_test("python3 is not installed");
+        cr_expect(eq(int, ok, 0), "cut %zu: not valid JSON:\n%s", i, c.out);
+        if (i == 0) {
+            cr_expect(ne(ptr, strstr(c.out, "\n  \"leaks\": {\n"), NULL), "%s", c.out);
+            cr_expect(ne(ptr, strstr(c.out, "\n  \"peak\": {\n"), NULL), "%s", c.out);
+            cr_expect(ne(ptr, strstr(c.out, "\n  \"top_sites\": {\n"), NULL), "%s", c.out);
+            cr_expect(ne(ptr, strstr(c.out, "\n  \"timeline\": [\n"), NULL), "%s", c.out);
+            cr_expect(ne(ptr, strstr(c.out, "\"refused\": 1,"), NULL), "%s", c.out);
+            cr_expect(ne(ptr, strstr(c.out, "\"label\": \"after load\","), NULL), "%s", c.out);
+        }
+        cli_free(&c);
+    }
+    tg_buf_free(&t);
+}
+
+Test(cli, timeline_prints_snapshots_in_the_node_form)
+{
+    const char *path = sample_file("tl.mtr", 0, NULL, NULL);
+    struct cli c = run_cli(NULL, (const char *[]){ "--timeline", path, NULL });
+    cr_expect(eq(int, c.status, 0), "%s", c.err);
+    /* the sample's mark: rss 212880000, heap_total 5850000, heap_used 1840000, external 2e8 */
+    cr_expect(ne(ptr,
+                 strstr(c.out, " mark     heapTotal 5.58 MB heapUsed 1.75 MB external 190.73 MB "
+                               "rss 203.02 MB mapped 0.00 MB  \"after load\""),
+                 NULL),
+              "%s", c.out);
+    cr_expect(eq(sz, count_lines(c.out), 1), "%s", c.out);
+    cli_free(&c);
+}
+
+Test(cli, exits_1_on_a_bad_top_or_suppressions_file)
+{
+    const char *path = sample_file("s.mtr", 0, NULL, NULL);
+    struct cli c = run_cli(NULL, (const char *[]){ "--top", "0", path, NULL });
+    cr_expect(eq(int, c.status, 1));
+    cr_expect(ne(ptr, strstr(c.err, "--top 0: expected a number"), NULL), "%s", c.err);
+    cli_free(&c);
+    const char *supp = tmp_path("bad.supp");
+    cr_assert(eq(int, tg_write_file(supp, "leak:ok\nnope\n", 13), 0));
+    c = run_cli(NULL, (const char *[]){ "--suppressions", supp, path, NULL });
+    cr_expect(eq(int, c.status, 1));
+    char want[4400];
+    snprintf(want, sizeof(want), "memtrace-report: %s:2: expected 'leak:<pattern>', got 'nope'\n",
+             supp);
+    cr_expect(eq(str, c.err, want));
+    cr_expect(eq(str, c.out, ""));
+    cli_free(&c);
 }
