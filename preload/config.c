@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "memtrace/format.h"
 #include "mt.h"
 
 struct mt_config mt_config;
@@ -33,29 +34,75 @@ int mt_config_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
-int mt_config_parse_size(const char *s, uint64_t *out)
+/* Digits with an optional fraction: *whole, and the fraction as frac / frac_div. Returns the
+ * first byte after the number, or NULL if there is no number or it overflows. */
+static const char *parse_decimal(const char *p, uint64_t *whole, uint64_t *frac, uint64_t *frac_div)
 {
-    uint64_t whole = 0, frac = 0, frac_div = 1;
-    const char *p = s;
+    *whole = 0;
+    *frac = 0;
+    *frac_div = 1;
     if (*p < '0' || *p > '9')
-        return -1;
+        return NULL;
     for (; *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
-        if (whole > (UINT64_MAX - d) / 10)
-            return -1;
-        whole = whole * 10 + d;
+        if (*whole > (UINT64_MAX - d) / 10)
+            return NULL;
+        *whole = *whole * 10 + d;
     }
     if (*p == '.') {
         p++;
         if (*p < '0' || *p > '9')
-            return -1;
+            return NULL;
         for (; *p >= '0' && *p <= '9'; p++) {
-            if (frac_div < 1000000000ULL) { /* nine digits are more than any unit needs */
-                frac = frac * 10 + (uint64_t)(*p - '0');
-                frac_div *= 10;
+            if (*frac_div < 1000000000ULL) { /* nine digits are more than any unit needs */
+                *frac = *frac * 10 + (uint64_t)(*p - '0');
+                *frac_div *= 10;
             }
         }
     }
+    return p;
+}
+
+/* whole.frac times mult, or -1 on overflow. */
+static int scale(uint64_t whole, uint64_t frac, uint64_t frac_div, uint64_t mult, uint64_t *out)
+{
+    if (mult != 0 && whole > UINT64_MAX / mult)
+        return -1;
+    uint64_t v = whole * mult;
+    uint64_t f = (uint64_t)((__uint128_t)frac * mult / frac_div);
+    if (v > UINT64_MAX - f)
+        return -1;
+    *out = v + f;
+    return 0;
+}
+
+int mt_config_parse_duration(const char *s, uint64_t *out)
+{
+    uint64_t whole, frac, frac_div, mult;
+    const char *p = parse_decimal(s, &whole, &frac, &frac_div);
+    if (p == NULL)
+        return -1;
+    if (strcmp(p, "ns") == 0)
+        mult = 1;
+    else if (strcmp(p, "us") == 0)
+        mult = 1000;
+    else if (strcmp(p, "ms") == 0)
+        mult = 1000000;
+    else if (strcmp(p, "s") == 0)
+        mult = 1000000000;
+    else
+        return -1; /* a bare number would be a guess at the unit */
+    if (mult == 1 && frac != 0)
+        return -1; /* no fraction of a nanosecond */
+    return scale(whole, frac, frac_div, mult, out);
+}
+
+int mt_config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t whole, frac, frac_div;
+    const char *p = parse_decimal(s, &whole, &frac, &frac_div);
+    if (p == NULL)
+        return -1;
     unsigned shift = 0;
     switch (*p) {
     case 'k':
@@ -89,14 +136,7 @@ int mt_config_parse_size(const char *s, uint64_t *out)
         return -1;
     if (shift == 0 && frac != 0)
         return -1; /* "1.5" bytes means nothing */
-    if (whole > (UINT64_MAX >> shift))
-        return -1;
-    uint64_t v = whole << shift;
-    uint64_t f = (uint64_t)((__uint128_t)frac * ((uint64_t)1 << shift) / frac_div);
-    if (v > UINT64_MAX - f)
-        return -1;
-    *out = v + f;
-    return 0;
+    return scale(whole, frac, frac_div, (uint64_t)1 << shift, out);
 }
 
 static int check_output(const char *v, char *err, size_t cap)
@@ -128,12 +168,12 @@ static int check_output(const char *v, char *err, size_t cap)
     return 0;
 }
 
-enum kind { K_PATH, K_UINT, K_SIZE };
+enum kind { K_PATH, K_UINT, K_SIZE, K_DURATION, K_ON_LIMIT, K_TEXT };
 
 struct var {
     const char *name; /* without the MEMTRACE_ prefix */
     enum kind kind;
-    uint64_t lo, hi; /* bounds for K_UINT and K_SIZE */
+    uint64_t lo, hi; /* bounds for K_UINT, K_SIZE and K_DURATION (ns) */
     const char *expect;
 };
 
@@ -142,7 +182,17 @@ static const struct var vars[] = {
     { "DEPTH", K_UINT, 1, 256, "a number of stack frames, 1..256" },
     { "BUFFER", K_SIZE, 4096, 64ULL << 20, "a per-thread buffer size, 4K..64M" },
     { "EXEC_PID", K_UINT, 1, 0x7fffffff, "a process id (set by memtrace itself)" },
+    { "HEAP_LIMIT", K_SIZE, 1, UINT64_MAX >> 2, "a byte size such as 512M or 1.5G" },
+    { "EXTERNAL_LIMIT", K_SIZE, 1, UINT64_MAX >> 2, "a byte size such as 512M or 1.5G" },
+    { "ON_LIMIT", K_ON_LIMIT, 0, 0, "abort or enomem" },
+    { "INTERVAL", K_DURATION, 1000000, 86400ULL * 1000000000,
+      "a duration such as 100ms, 1s or 2.5s, from 1ms to 24h" },
+    { "RULES", K_TEXT, 0, 0, "classification rules" },
 };
+
+#define KNOWN_NAMES                                                                                \
+    "MEMTRACE_OUTPUT, MEMTRACE_DEPTH, MEMTRACE_BUFFER, MEMTRACE_HEAP_LIMIT, "                      \
+    "MEMTRACE_EXTERNAL_LIMIT, MEMTRACE_ON_LIMIT, MEMTRACE_INTERVAL, MEMTRACE_RULES"
 
 static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
 {
@@ -154,6 +204,16 @@ static void store(struct mt_config *cfg, const struct var *v, const char *val, u
         cfg->buffer_bytes = (uint32_t)num;
     } else if (strcmp(v->name, "EXEC_PID") == 0) {
         cfg->exec_pid = (uint32_t)num;
+    } else if (strcmp(v->name, "HEAP_LIMIT") == 0) {
+        cfg->heap_limit = num;
+    } else if (strcmp(v->name, "EXTERNAL_LIMIT") == 0) {
+        cfg->external_limit = num;
+    } else if (strcmp(v->name, "ON_LIMIT") == 0) {
+        cfg->on_limit = (uint32_t)num;
+    } else if (strcmp(v->name, "INTERVAL") == 0) {
+        cfg->interval_ns = num;
+    } else if (strcmp(v->name, "RULES") == 0) {
+        cfg->rules = val;
     }
 }
 
@@ -183,10 +243,7 @@ int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t 
             size_t k = (size_t)(eq - *e) < sizeof shown - 1 ? (size_t)(eq - *e) : sizeof shown - 1;
             memcpy(shown, *e, k);
             shown[k] = '\0';
-            mt_log_fmt(err, cap,
-                       "%s: unknown variable (known: MEMTRACE_OUTPUT, MEMTRACE_DEPTH, "
-                       "MEMTRACE_BUFFER)",
-                       shown);
+            mt_log_fmt(err, cap, "%s: unknown variable (known: " KNOWN_NAMES ")", shown);
             return -1;
         }
         uint64_t num = 0;
@@ -202,6 +259,19 @@ int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t 
         case K_SIZE:
             bad = mt_config_parse_size(val, &num) != 0 || num < v->lo || num > v->hi;
             break;
+        case K_DURATION:
+            bad = mt_config_parse_duration(val, &num) != 0 || num < v->lo || num > v->hi;
+            break;
+        case K_ON_LIMIT:
+            if (strcmp(val, "abort") == 0)
+                num = MTF_LIMIT_ABORT;
+            else if (strcmp(val, "enomem") == 0)
+                num = MTF_LIMIT_ENOMEM;
+            else
+                bad = 1;
+            break;
+        case K_TEXT:
+            break; /* the rules parser (init.c) checks the text and reports its own errors */
         }
         if (bad) {
             mt_log_fmt(err, cap, "MEMTRACE_%s=%s: invalid value (expected %s)", v->name, val,

@@ -16,6 +16,11 @@ struct mt_config {
     uint32_t buffer_bytes;    /* MEMTRACE_BUFFER: per-thread event buffer, 4K..64M */
     uint32_t exec_pid;        /* MEMTRACE_EXEC_PID (set by the shim itself before execve): the
                                  pid whose traced image exec'd this one, 0 if none */
+    uint64_t heap_limit;      /* MEMTRACE_HEAP_LIMIT: cap on live heap bytes, 0 for none */
+    uint64_t external_limit;  /* MEMTRACE_EXTERNAL_LIMIT: cap on live external bytes, 0 for none */
+    uint32_t on_limit;        /* MEMTRACE_ON_LIMIT: MTF_LIMIT_ABORT (default) or MTF_LIMIT_ENOMEM */
+    uint64_t interval_ns;     /* MEMTRACE_INTERVAL: snapshot period, 0 for none */
+    const char *rules;        /* MEMTRACE_RULES: points into the environment, NULL if unset */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"
@@ -41,6 +46,10 @@ void mt_config_load(void);
 /* Parse a byte size: digits, an optional fraction, an optional unit K, M, G, T (powers of 1024,
  * optionally followed by "B" or "iB"). Rejects signs, garbage and overflow. 0 on success. */
 int mt_config_parse_size(const char *s, uint64_t *out);
+
+/* Parse a duration: digits, an optional fraction, a unit ns, us, ms or s ("100ms", "2.5s").
+ * Rejects a missing unit, signs, garbage and overflow. 0 on success (*out in nanoseconds). */
+int mt_config_parse_duration(const char *s, uint64_t *out);
 
 /* Parse a plain decimal in [lo, hi]. 0 on success. */
 int mt_config_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);

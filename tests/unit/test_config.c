@@ -123,6 +123,27 @@ ParameterizedTestParameters(config, rejects_invalid_value)
         { "MEMTRACE_OUTPUT=", NULL, "MEMTRACE_OUTPUT", "" },
         { "MEMTRACE_OUTPUT=x%q", NULL, "MEMTRACE_OUTPUT=x%q", "%q" },
         { "MEMTRACE_OUTPUT=x%", NULL, "MEMTRACE_OUTPUT=x%", "" },
+        { "MEMTRACE_HEAP_LIMIT=0", NULL, "MEMTRACE_HEAP_LIMIT=0", "512M" },
+        { "MEMTRACE_HEAP_LIMIT=-1", NULL, "MEMTRACE_HEAP_LIMIT=-1", "512M" },
+        { "MEMTRACE_HEAP_LIMIT=", NULL, "MEMTRACE_HEAP_LIMIT=", "512M" },
+        { "MEMTRACE_HEAP_LIMIT=12abc", NULL, "MEMTRACE_HEAP_LIMIT=12abc", "512M" },
+        { "MEMTRACE_HEAP_LIMIT=16E", NULL, "MEMTRACE_HEAP_LIMIT=16E", "512M" },
+        { "MEMTRACE_HEAP_LIMIT=99999999999999999999", NULL,
+          "MEMTRACE_HEAP_LIMIT=99999999999999999999", "512M" },
+        { "MEMTRACE_HEAP_LIMIT=1.5", NULL, "MEMTRACE_HEAP_LIMIT=1.5", "512M" },
+        { "MEMTRACE_EXTERNAL_LIMIT=lots", NULL, "MEMTRACE_EXTERNAL_LIMIT=lots", "512M" },
+        { "MEMTRACE_EXTERNAL_LIMIT=0", NULL, "MEMTRACE_EXTERNAL_LIMIT=0", "512M" },
+        { "MEMTRACE_ON_LIMIT=crash", NULL, "MEMTRACE_ON_LIMIT=crash", "abort or enomem" },
+        { "MEMTRACE_ON_LIMIT=", NULL, "MEMTRACE_ON_LIMIT=", "abort or enomem" },
+        { "MEMTRACE_ON_LIMIT=ABORT", NULL, "MEMTRACE_ON_LIMIT=ABORT", "abort or enomem" },
+        { "MEMTRACE_INTERVAL=100", NULL, "MEMTRACE_INTERVAL=100", "100ms" },
+        { "MEMTRACE_INTERVAL=0ms", NULL, "MEMTRACE_INTERVAL=0ms", "100ms" },
+        { "MEMTRACE_INTERVAL=10us", NULL, "MEMTRACE_INTERVAL=10us", "1ms to 24h" },
+        { "MEMTRACE_INTERVAL=25h", NULL, "MEMTRACE_INTERVAL=25h", "100ms" },
+        { "MEMTRACE_INTERVAL=2d", NULL, "MEMTRACE_INTERVAL=2d", "100ms" },
+        { "MEMTRACE_INTERVAL=-1s", NULL, "MEMTRACE_INTERVAL=-1s", "100ms" },
+        { "MEMTRACE_INTERVAL=1.s", NULL, "MEMTRACE_INTERVAL=1.s", "100ms" },
+        { "MEMTRACE_INTERVAL=86401s", NULL, "MEMTRACE_INTERVAL=86401s", "24h" },
         { "MEMTRACE_DEPHT=5", NULL, "MEMTRACE_DEPHT", "" },
         { "MEMTRACE_=5", NULL, "MEMTRACE_", "" },
     };
@@ -283,6 +304,85 @@ ParameterizedTest(struct size_case *c, config, parses_size)
     }
 }
 
+/* ---- the cap and snapshot variables -------------------------------------------------------- */
+
+Test(config, parses_limits_mode_and_interval)
+{
+    struct mt_config cfg;
+    char err[ERR_CAP] = "";
+    char *env[] = { "MEMTRACE_HEAP_LIMIT=1.5G",         "MEMTRACE_EXTERNAL_LIMIT=512M",
+                    "MEMTRACE_ON_LIMIT=enomem",         "MEMTRACE_INTERVAL=2.5s",
+                    "MEMTRACE_RULES=size>=1M:external", NULL };
+    cr_assert(eq(int, mt_config_parse(&cfg, env, err, sizeof err), 0), "%s", err);
+    cr_expect(eq(u64, cfg.heap_limit, 1610612736ULL));
+    cr_expect(eq(u64, cfg.external_limit, 536870912ULL));
+    cr_expect(eq(u32, cfg.on_limit, 1), "enomem is MTF_LIMIT_ENOMEM (1)");
+    cr_expect(eq(u64, cfg.interval_ns, 2500000000ULL));
+    cr_assert(ne(ptr, (void *)cfg.rules, NULL));
+    cr_expect(eq(str, (char *)cfg.rules, "size>=1M:external"));
+}
+
+Test(config, caps_and_interval_are_off_by_default)
+{
+    struct mt_config cfg;
+    char err[ERR_CAP] = "";
+    char *env[] = { "MEMTRACE_ON_LIMIT=abort", NULL };
+    cr_assert(eq(int, mt_config_parse(&cfg, env, err, sizeof err), 0), "%s", err);
+    cr_expect(eq(u64, cfg.heap_limit, 0));
+    cr_expect(eq(u64, cfg.external_limit, 0));
+    cr_expect(eq(u32, cfg.on_limit, 0), "abort is MTF_LIMIT_ABORT (0)");
+    cr_expect(eq(u64, cfg.interval_ns, 0));
+    cr_expect(eq(ptr, (void *)cfg.rules, NULL));
+}
+
+struct duration_case {
+    char text[TEXT_MAX];
+    int ok;
+    uint64_t ns;
+};
+
+ParameterizedTestParameters(config, parses_duration)
+{
+    static struct duration_case cases[] = {
+        { "100ms", 1, 100000000ULL },
+        { "1s", 1, 1000000000ULL },
+        { "2.5s", 1, 2500000000ULL },
+        { "0.001s", 1, 1000000ULL },
+        { "10ms", 1, 10000000ULL },
+        { "1.5ms", 1, 1500000ULL },
+        { "250us", 1, 250000ULL },
+        { "7ns", 1, 7 },
+        { "0s", 1, 0 },
+        { "18446744073s", 1, 18446744073000000000ULL },
+        { "18446744074s", 0, 0 }, /* past 2^64 ns */
+        { "1.5ns", 0, 0 },
+        { "100", 0, 0 },
+        { "", 0, 0 },
+        { "s", 0, 0 },
+        { "1 s", 0, 0 },
+        { "1S", 0, 0 },
+        { "1sec", 0, 0 },
+        { "1m", 0, 0 },
+        { "-1s", 0, 0 },
+        { "+1s", 0, 0 },
+        { ".5s", 0, 0 },
+        { "1e3ms", 0, 0 },
+    };
+    return cr_make_param_array(struct duration_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(struct duration_case *c, config, parses_duration)
+{
+    uint64_t v = 0xdeadULL;
+    int rc = mt_config_parse_duration(c->text, &v);
+    if (c->ok) {
+        cr_assert(eq(int, rc, 0), "\"%s\" rejected", c->text);
+        cr_expect(eq(u64, v, c->ns), "\"%s\"", c->text);
+    } else {
+        cr_expect(eq(int, rc, -1), "\"%s\" accepted as %llu", c->text, (unsigned long long)v);
+    }
+}
+
 /* ---- mt_config_parse_uint -------------------------------------------------------------------- */
 
 struct uint_case {
@@ -384,4 +484,16 @@ Test(config, load_fills_global_config_from_environ)
     cr_expect(eq(u32, mt_config.max_frames, 12));
     cr_expect(eq(u32, mt_config.buffer_bytes, 1048576));
     cr_expect(eq(str, mt_config.output, MT_DEFAULT_OUTPUT));
+}
+
+Test(config, load_exits_with_config_status_on_bad_limit)
+{
+    char out[1024];
+    int status = load_in_child("MEMTRACE_HEAP_LIMIT", "lots", out, sizeof out);
+    cr_assert(eq(int, WIFEXITED(status), 1), "child ended by signal %d", WTERMSIG(status));
+    cr_expect(eq(int, WEXITSTATUS(status), MT_EXIT_CONFIG));
+    const char *prefix = "memtrace: error: MEMTRACE_HEAP_LIMIT=lots";
+    cr_expect(eq(int, strncmp(out, prefix, strlen(prefix)), 0), "message: \"%s\"", out);
+    cr_expect(eq(sz, strlen(out) - 1, (size_t)(strchr(out, '\n') - out)),
+              "exactly one line ending in a newline: \"%s\"", out);
 }
