@@ -219,7 +219,8 @@ static int chunk_cmp(const void *pa, const void *pb)
 
 static int build_threads(struct order *o)
 {
-    qsort(o->chunks, o->nchunks, sizeof(*o->chunks), chunk_cmp);
+    if (o->nchunks > 0)
+        qsort(o->chunks, o->nchunks, sizeof(*o->chunks), chunk_cmp);
     size_t n = 0;
     for (size_t i = 0; i < o->nchunks; i++)
         n += i == 0 || o->chunks[i].serial != o->chunks[i - 1].serial;
