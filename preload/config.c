@@ -270,8 +270,10 @@ int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t 
             else
                 bad = 1;
             break;
-        case K_TEXT:
-            break; /* the rules parser (init.c) checks the text and reports its own errors */
+        case K_TEXT: /* MEMTRACE_RULES: reading an @file is the one system call parsing makes */
+            if (mt_rules_load(val, &cfg->rule_set, err, cap) != 0)
+                return -1;
+            break;
         }
         if (bad) {
             mt_log_fmt(err, cap, "MEMTRACE_%s=%s: invalid value (expected %s)", v->name, val,

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rules.h"
+
 #define MT_PATH_MAX 4096
 
 struct mt_config {
@@ -21,6 +23,8 @@ struct mt_config {
     uint32_t on_limit;        /* MEMTRACE_ON_LIMIT: MTF_LIMIT_ABORT (default) or MTF_LIMIT_ENOMEM */
     uint64_t interval_ns;     /* MEMTRACE_INTERVAL: snapshot period, 0 for none */
     const char *rules;        /* MEMTRACE_RULES: points into the environment, NULL if unset */
+    struct mt_rules rule_set; /* MEMTRACE_RULES parsed (an @file read) by mt_config_parse;
+                                 rule_set.n == 0 when unset */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"
@@ -36,8 +40,9 @@ void mt_config_forget_exec_pid(char **envp);
 extern struct mt_config mt_config;
 
 /* Set defaults, then parse every MEMTRACE_* entry of `envp`. On a malformed value writes one
- * line into err (cap bytes) and returns -1; returns 0 when all values are valid. Pure: no
- * allocation, no system calls, so unit tests call it directly. */
+ * line into err (cap bytes) and returns -1; returns 0 when all values are valid. Pure (no
+ * allocation, no system calls, so unit tests call it directly), except that a MEMTRACE_RULES=@file
+ * is read with raw system calls. */
 int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t cap);
 
 /* Parse the process environment into mt_config; on error print it and exit(MT_EXIT_CONFIG). */
