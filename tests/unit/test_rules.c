@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "helpers.h"
 #include "memtrace/format.h"
 #include "rules.h"
@@ -659,4 +660,34 @@ Test(rules, a_file_of_exactly_the_limit_loads)
     struct mt_rules r;
     cr_assert(eq(int, mt_rules_load(value, &r, err, sizeof err), 0), "%s", err);
     cr_expect(eq(u32, cls(&r, MTF_EV_MALLOC, 1 << 20), EXTERNAL));
+}
+
+/* ---- through the configuration table -----------------------------------------------------------
+ */
+
+Test(rules, config_parses_memtrace_rules_into_rule_set)
+{
+    struct mt_config cfg;
+    char err[ERR_CAP] = "";
+    char *env[] = { "MEMTRACE_DEPTH=8", "MEMTRACE_RULES=size>=1M:external; kind=mmap:heap", NULL };
+    cr_assert(eq(int, mt_config_parse(&cfg, env, err, sizeof err), 0), "%s", err);
+    cr_expect(eq(u32, cfg.rule_set.n, 2));
+    cr_expect(eq(u32, cls(&cfg.rule_set, MTF_EV_MALLOC, 1 << 20), EXTERNAL));
+    cr_expect(eq(u32, cls(&cfg.rule_set, MTF_EV_MMAP, 1), HEAP));
+
+    char *unset[] = { "MEMTRACE_DEPTH=8", NULL };
+    cr_assert(eq(int, mt_config_parse(&cfg, unset, err, sizeof err), 0), "%s", err);
+    cr_expect(eq(u32, cfg.rule_set.n, 0), "no variable, no rules");
+    cr_expect(eq(int, mt_rules_needs_stack(&cfg.rule_set), 0));
+}
+
+Test(rules, config_rejects_a_malformed_rule_with_one_line)
+{
+    struct mt_config cfg;
+    char err[ERR_CAP] = "";
+    char *env[] = { "MEMTRACE_RULES=size>=1M:external;lib=libpng*:hep", NULL };
+    cr_assert(eq(int, mt_config_parse(&cfg, env, err, sizeof err), -1));
+    cr_expect(eq(str, err,
+                 "MEMTRACE_RULES: rule 2 \"lib=libpng*:hep\": unknown class \"hep\" (expected "
+                 "heap, external or mapped)"));
 }
