@@ -225,9 +225,10 @@ Test(rules, no_rules_no_class_flag)
     h_run_free(&r);
 }
 
-/* WAITING: the hooks do not call the rules yet (preload/classify.c is a stub, TODO(account)
- * #4). Enable both once mt_classify applies mt_config.rule_set; until then they fail, which is
- * the point of keeping them. */
+/* WAITING: the hooks do not apply the rules yet (preload/classify.c is a stub, TODO(account)
+ * #4). Enable both once mt_classify applies mt_config.rule_set. In a scratch copy of the tree,
+ * a classify.c that calls mt_rules_stack_eval on mt_tbuf_capture()'s node and then
+ * mt_rules_classify made both pass, and returning the default class made both fail. */
 Test(rules, inline_rules_set_the_class_of_each_call, .disabled = 1)
 {
     check_classes(RULES);
