@@ -20,8 +20,11 @@ struct live_block {
     uint64_t addr; /* 0: empty slot (an allocator never returns 0 for a live block) */
     uint64_t size, slack;
     uint32_t stack;
-    uint32_t cls;
+    uint16_t cls;
+    uint16_t reach; /* 0 not scanned, MTF_REACH_DIRECT/INDIRECT, or REACH_REACHABLE */
 };
+
+#define REACH_REACHABLE 3
 
 struct agg_live {
     struct live_block *b;
@@ -281,7 +284,7 @@ static void alloc_block(struct agg *a, const struct rd_event *ev, uint32_t cls)
         a->reused_addresses++;
         free_block(a, ev->addr);
     }
-    struct live_block b = { ev->addr, ev->size, ev->slack, ev->stack, cls };
+    struct live_block b = { ev->addr, ev->size, ev->slack, ev->stack, (uint16_t)cls, 0 };
     live_insert(a->live, &b);
     count_block(a, cls, ev->size, ev->slack, +1);
     struct agg_site *s = site_get(a, ev->stack);
@@ -479,6 +482,44 @@ static void on_process(struct agg *a, const struct rd_process *p)
             a->cmdline[i] = ' ';
 }
 
+/* One REACH record: the blocks it lists are lost; when the scan's last record is in, every other
+ * block live now was reached. A new scan starts from nothing. */
+static void on_reach(struct agg *a, const struct rd_reach *r)
+{
+    struct agg_live *t = a->live;
+    if (!a->reach_open)
+        for (size_t i = 0; i <= t->mask; i++)
+            t->b[i].reach = 0;
+    a->reach_open = 1;
+    for (uint32_t i = 0; i < r->h.count; i++) {
+        struct live_block *b = live_find(t, r->entries[i].addr);
+        if (b != NULL &&
+            (r->entries[i].state == MTF_REACH_DIRECT || r->entries[i].state == MTF_REACH_INDIRECT))
+            b->reach = (uint16_t)r->entries[i].state;
+    }
+    if (!(r->h.flags & MTF_REACHF_LAST))
+        return;
+    for (size_t i = 0; i <= t->mask; i++)
+        if (t->b[i].addr != 0 && t->b[i].reach == 0)
+            t->b[i].reach = REACH_REACHABLE;
+    a->reach_open = 0;
+    a->have_reach = 1;
+    a->reach_flags = r->h.flags;
+}
+
+/* After a scan: each site's live blocks that were reached. */
+static void count_reachable(struct agg *a)
+{
+    const struct agg_live *t = a->live;
+    for (size_t i = 0; i <= t->mask; i++) {
+        if (t->b[i].addr == 0 || t->b[i].reach != REACH_REACHABLE)
+            continue;
+        struct agg_site *s = site_get(a, t->b[i].stack);
+        s->reachable_bytes += t->b[i].size;
+        s->reachable_blocks++;
+    }
+}
+
 static void note_ts(struct agg *a, uint64_t ts)
 {
     if (ts > a->last_ts_ns)
@@ -508,6 +549,10 @@ void agg_item(struct agg *a, const struct rd_item *item)
     case RD_ITEM_LOSS:
         note_ts(a, item->loss.ts_ns);
         break;
+    case RD_ITEM_REACH: /* the exit-time leak scan: reached blocks are not leaks */
+        note_ts(a, item->reach.h.ts_ns);
+        on_reach(a, &item->reach);
+        break;
     }
 }
 
@@ -517,6 +562,8 @@ void agg_finish(struct agg *a)
         return;
     a->finished = 1;
     usage_fill(a, &a->exit, a->last_ts_ns);
+    if (a->have_reach)
+        count_reachable(a);
     if (a->have_exit_snapshot) {
         a->exit.have_snapshot = 1;
         a->exit.snap_reason = MTF_SNAP_EXIT;

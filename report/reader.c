@@ -73,8 +73,10 @@ struct reader {
     uint64_t frames[MTF_MAX_FRAMES_LIMIT + 1];
     char *text; /* NUL-terminated copies of strings handed out in items */
     size_t text_cap;
-    struct mtf_segment *segs; /* aligned copy of a module's segments */
-    size_t segs_cap;          /* entries */
+    struct mtf_reach_entry *reach; /* aligned copy of a REACH record's entries */
+    uint32_t reach_cap;            /* entries */
+    struct mtf_segment *segs;      /* aligned copy of a module's segments */
+    size_t segs_cap;               /* entries */
 };
 
 static uint16_t le16(const uint8_t *p)
@@ -370,6 +372,7 @@ void reader_close(struct reader *r)
     free(r->buf);
     free(r->text);
     free(r->segs);
+    free(r->reach);
     free(r->name);
     free(r);
 }
@@ -893,6 +896,48 @@ static int do_loss(struct reader *r, struct rd_item *item)
     return 1;
 }
 
+static int do_reach(struct reader *r, struct rd_item *item)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_REACH_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "REACH record too short (%u bytes, needs %u)",
+                    r->pl_size, MTF_REACH_SIZE);
+    struct mtf_reach *h = &item->reach.h;
+    h->ts_ns = GET64(p, struct mtf_reach, ts_ns);
+    h->live_blocks = GET64(p, struct mtf_reach, live_blocks);
+    h->live_bytes = GET64(p, struct mtf_reach, live_bytes);
+    h->root_bytes = GET64(p, struct mtf_reach, root_bytes);
+    h->flags = GET32(p, struct mtf_reach, flags);
+    h->count = GET32(p, struct mtf_reach, count);
+    uint64_t need = MTF_REACH_SIZE + (uint64_t)h->count * MTF_REACH_ENTRY_SIZE;
+    if (need > r->pl_size)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                    "REACH record holds %u bytes, too few for its %u entries", r->pl_size,
+                    h->count);
+    if (check_tail(r, need, "REACH") != 0)
+        return r->err;
+    if (h->count > r->reach_cap) {
+        struct mtf_reach_entry *e = realloc(r->reach, h->count * sizeof(*e));
+        if (e == NULL)
+            return fail(r, RD_ERR_NOMEM, r->rec_off, "out of memory for %u REACH entries",
+                        h->count);
+        r->reach = e;
+        r->reach_cap = h->count;
+    }
+    for (uint32_t i = 0; i < h->count; i++) {
+        const uint8_t *q = p + MTF_REACH_SIZE + (size_t)i * MTF_REACH_ENTRY_SIZE;
+        r->reach[i].addr = le64(q);
+        r->reach[i].state = le32(q + 8);
+        r->reach[i].reserved = 0;
+        if (r->reach[i].state != MTF_REACH_DIRECT && r->reach[i].state != MTF_REACH_INDIRECT)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off, "REACH entry %u: unknown state %u", i,
+                        r->reach[i].state);
+    }
+    item->reach.entries = r->reach;
+    item->type = RD_ITEM_REACH;
+    return 1;
+}
+
 /* A record header of zeros where one should start: the writer preallocated or mapped the file
  * and stopped (trace-format.md §11 treats this like a cut). If the rest of the input is zeros
  * too, it is a truncation; otherwise the file is corrupt at `off`. */
@@ -984,6 +1029,9 @@ static int next_record(struct reader *r, struct rd_item *item)
         break;
     case MTF_REC_LOSS:
         rc = do_loss(r, item);
+        break;
+    case MTF_REC_REACH:
+        rc = do_reach(r, item);
         break;
     default: /* a type from a newer writer: skipped by its length (trace-format.md §4) */
         rc = 0;

@@ -25,6 +25,7 @@ enum rd_item_type {
     RD_ITEM_MODULE,    /* item.module: one entry of a MODULES record */
     RD_ITEM_END,       /* item.end: the END record */
     RD_ITEM_LOSS,      /* item.loss */
+    RD_ITEM_REACH,     /* item.reach: one REACH record of the exit-time leak scan */
 };
 
 struct rd_event {
@@ -85,6 +86,12 @@ struct rd_process {
     const char *cwd; /* NUL-terminated */
 };
 
+struct rd_reach {
+    struct mtf_reach h;                    /* the record's fixed part */
+    const struct mtf_reach_entry *entries; /* h.count entries, aligned copy, valid until the
+                                              next call */
+};
+
 struct rd_item {
     enum rd_item_type type;
     union {
@@ -93,6 +100,7 @@ struct rd_item {
         struct rd_process process;
         struct mtf_end end;
         struct mtf_loss loss;
+        struct rd_reach reach;
     };
 };
 

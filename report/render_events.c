@@ -248,6 +248,20 @@ int render_events_item(FILE *out, const struct rd_item *item)
         fprintf(out, "ts=%" PRIu64 " loss reason=%s tid=%u count=%" PRIu64 "\n", item->loss.ts_ns,
                 reader_loss_reason_name(item->loss.reason), item->loss.tid, item->loss.count);
         break;
+    case RD_ITEM_REACH: {
+        const struct rd_reach *x = &item->reach;
+        fprintf(out,
+                "ts=%" PRIu64 " reach live_blocks=%" PRIu64 " live_bytes=%" PRIu64
+                " root_bytes=%" PRIu64 " entries=%u%s%s",
+                x->h.ts_ns, x->h.live_blocks, x->h.live_bytes, x->h.root_bytes, x->h.count,
+                x->h.flags & MTF_REACHF_LAST ? " last" : "",
+                x->h.flags & MTF_REACHF_RUNNING ? " running" : "");
+        for (uint32_t i = 0; i < x->h.count; i++)
+            fprintf(out, "%s0x%" PRIx64 ":%s", i ? "," : " lost=", x->entries[i].addr,
+                    x->entries[i].state == MTF_REACH_DIRECT ? "direct" : "indirect");
+        fputc('\n', out);
+        break;
+    }
     }
     return result(out);
 }

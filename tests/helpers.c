@@ -276,6 +276,7 @@ void h_load(const char *path, struct h_trace *t)
                 t->end = it.end;
                 break;
             case RD_ITEM_LOSS:
+            case RD_ITEM_REACH:
                 break;
             case RD_ITEM_PROCESS:
                 t->has_process = 1;
