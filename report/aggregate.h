@@ -32,6 +32,8 @@ struct agg_site {
     uint64_t peak_bytes;   /* the site's own highest live_bytes */
     uint64_t at_peak;      /* live_bytes at the moment of the global heap peak */
     uint64_t at_peak_live; /* internal: live_bytes as of the last peak before it changed */
+    uint64_t reachable_bytes, reachable_blocks; /* of the live ones: pointed to at the exit
+                                                   leak scan (REACH records), so not leaks */
 };
 
 /* The memoryUsage picture at one moment. heap_used/external/mapped are replayed exactly;
@@ -131,6 +133,10 @@ struct agg {
     size_t nlimits;
     uint64_t limits_total;
 
+    int have_reach;       /* a complete exit-time leak scan (REACH records) was read */
+    int reach_open;       /* a scan's records are being read */
+    uint32_t reach_flags; /* MTF_REACHF_* of the last scan */
+
     int finished;
 };
 
@@ -140,7 +146,9 @@ void agg_free(struct agg *a);
 /* Use the file header (pid, page size). Call once before the items. */
 void agg_header(struct agg *a, const struct mtf_file_header *h);
 
-/* Replay one item (events, PROCESS, END, LOSS; MODULES are the symbolizer's). */
+/* Replay one item (events, PROCESS, END, LOSS, REACH; MODULES are the symbolizer's). A REACH
+ * scan marks the blocks it lists as lost and every other block live at that moment as
+ * reachable; blocks allocated after it stay unmarked (counted as leaks if still live). */
 void agg_item(struct agg *a, const struct rd_item *item);
 
 /* After the last item: the exit picture and the sites' at-peak figures. */

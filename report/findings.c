@@ -72,21 +72,25 @@ void findings_compute(struct findings *f, const struct agg *a, struct stackview 
     f->leaks = xmalloc((f->nsites + 1) * sizeof *f->leaks);
     for (size_t i = 0; i < f->nsites; i++) {
         const struct agg_site *site = &f->sites[i];
-        if (site->live_blocks == 0)
+        /* with a leak scan, blocks still pointed to at exit are not leaks */
+        uint64_t blocks = site->live_blocks - site->reachable_blocks;
+        uint64_t bytes = site->live_bytes - site->reachable_bytes;
+        f->reachable_blocks += site->reachable_blocks;
+        f->reachable_bytes += site->reachable_bytes;
+        if (blocks == 0)
             continue;
         int rule = supp_match(s, sv_get(v, site->stack));
         if (rule >= 0) {
             s->rules[rule].stacks++;
-            s->rules[rule].blocks += site->live_blocks;
-            s->rules[rule].bytes += site->live_bytes;
-            f->supp_blocks += site->live_blocks;
-            f->supp_bytes += site->live_bytes;
+            s->rules[rule].blocks += blocks;
+            s->rules[rule].bytes += bytes;
+            f->supp_blocks += blocks;
+            f->supp_bytes += bytes;
             continue;
         }
-        f->leaks[f->nleaks++] =
-            (struct leak_site){ site->stack, site->live_bytes, site->live_blocks };
-        f->leak_bytes += site->live_bytes;
-        f->leak_blocks += site->live_blocks;
+        f->leaks[f->nleaks++] = (struct leak_site){ site->stack, bytes, blocks };
+        f->leak_bytes += bytes;
+        f->leak_blocks += blocks;
     }
     qsort(f->leaks, f->nleaks, sizeof *f->leaks, by_leak);
 }

@@ -26,7 +26,8 @@ struct findings {
     struct leak_site *leaks; /* not suppressed, largest first */
     size_t nleaks;
     uint64_t leak_bytes, leak_blocks;
-    uint64_t supp_bytes, supp_blocks; /* taken by any suppression */
+    uint64_t supp_bytes, supp_blocks;           /* taken by any suppression */
+    uint64_t reachable_bytes, reachable_blocks; /* live at exit but pointed to (leak scan) */
 };
 
 /* Fill f; suppression rules' stacks/blocks/bytes are added to. `top` sites per list. */

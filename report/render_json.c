@@ -246,6 +246,9 @@ static void put_leaks(struct json *j, const struct render_trace *t)
     open_object(j, "leaks");
     put_u64(j, "bytes", f->leak_bytes);
     put_u64(j, "blocks", f->leak_blocks);
+    put_bool(j, "leak_scan", t->agg->have_reach);
+    put_u64(j, "reachable_bytes", f->reachable_bytes);
+    put_u64(j, "reachable_blocks", f->reachable_blocks);
     open_array(j, "sites");
     for (size_t i = 0; i < f->nleaks; i++) {
         open_object(j, NULL);

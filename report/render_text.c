@@ -362,6 +362,12 @@ static void put_leaks(FILE *out, const struct render_trace *t)
         if (f->nleaks > shown)
             fprintf(out, "  ... %zu more sites (--top N, or --json)\n", f->nleaks - shown);
     }
+    if (t->agg->have_reach)
+        fprintf(out,
+                "reachable %" PRIu64 " block%s, %s live at exit but still pointed to (exit leak "
+                "scan): not leaks\n",
+                f->reachable_blocks, f->reachable_blocks == 1 ? "" : "s",
+                render_bytes(b, sizeof b, f->reachable_bytes));
     if (!t->status->complete)
         fputs("  (the trace is incomplete: blocks freed after it stops look live)\n", out);
     put_suppressed(out, t);

@@ -77,10 +77,23 @@ static void snapshot(struct gen *g, uint32_t reason, uint64_t rss, uint64_t tota
                              .label_len = label ? (uint32_t)strlen(label) : 0 });
 }
 
+static const struct mtf_reach_entry *reach_entries; /* REACH to add before END (test-set) */
+static uint32_t reach_count;
+
 /* Finish the trace and replay it. */
 static struct agg *gen_run(struct gen *g)
 {
     tg_chunk_end(&g->c, &g->t, &g->end);
+    if (reach_entries != NULL) {
+        uint8_t payload[MTF_REACH_SIZE + 8 * MTF_REACH_ENTRY_SIZE];
+        struct mtf_reach h = { .ts_ns = g->ts + 100,
+                               .flags = MTF_REACHF_LAST,
+                               .count = reach_count };
+        memcpy(payload, &h, sizeof h);
+        memcpy(payload + sizeof h, reach_entries, reach_count * sizeof *reach_entries);
+        tg_record(&g->t, MTF_REC_REACH, payload, sizeof h + reach_count * sizeof *reach_entries);
+        reach_entries = NULL;
+    }
     tg_end(&g->t, &g->end);
     struct input *in;
     int rc = input_open_mem(&in, g->t.data, g->t.len);
@@ -389,6 +402,27 @@ Test(aggregate, many_blocks_grow_the_tables_and_all_free)
     cr_expect(eq(u64, live, even));
     cr_expect(eq(sz, n, 700));
     free(s);
+    agg_free(a);
+}
+
+Test(aggregate, a_leak_scan_marks_reached_blocks_as_not_leaked)
+{
+    struct gen g;
+    gen_begin(&g);
+    heap(&g, MTF_EV_MALLOC, 0x10000, 100, 4, 1); /* lost */
+    heap(&g, MTF_EV_MALLOC, 0x20000, 200, 8, 1); /* reachable */
+    heap(&g, MTF_EV_MALLOC, 0x30000, 300, 4, 2); /* lost, indirect */
+    static const struct mtf_reach_entry lost[] = { { 0x10000, MTF_REACH_DIRECT, 0 },
+                                                   { 0x30000, MTF_REACH_INDIRECT, 0 },
+                                                   { 0x99999, MTF_REACH_DIRECT, 0 } };
+    reach_entries = lost;
+    reach_count = 3;
+    struct agg *a = gen_run(&g);
+    cr_expect(eq(int, a->have_reach, 1));
+    cr_expect(eq(u64, agg_site(a, 1)->live_blocks, 2));
+    cr_expect(eq(u64, agg_site(a, 1)->reachable_blocks, 1));
+    cr_expect(eq(u64, agg_site(a, 1)->reachable_bytes, 200));
+    cr_expect(eq(u64, agg_site(a, 2)->reachable_blocks, 0), "indirectly lost is lost");
     agg_free(a);
 }
 
