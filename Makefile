@@ -171,7 +171,7 @@ install: all
 	install -m 0644 $(B)/libmemtrace.so $(DESTDIR)$(LIBDIR)/memtrace/libmemtrace.so
 	sed -e 's|@LIBDIR@|$(LIBDIR)/memtrace|g' -e 's|@BINDIR@|$(BINDIR)|g' scripts/memtrace.in \
 		> $(DESTDIR)$(BINDIR)/memtrace && chmod 0755 $(DESTDIR)$(BINDIR)/memtrace
-	$(if $(wildcard include/memtrace.h),install -m 0644 include/memtrace.h $(DESTDIR)$(INCDIR)/memtrace.h)
+	install -m 0644 include/memtrace.h $(DESTDIR)$(INCDIR)/memtrace.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
 		scripts/memtrace.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/memtrace.pc
 

@@ -1,34 +1,87 @@
-/* The malloc family. Each hook: guard -> real -> record, with errno kept as the real call left
- * it. A call glibc forwards internally to another public function (reallocarray -> realloc) is
- * not forwarded here, so each program call is recorded exactly once (pitfalls.md §15). */
+/* The malloc family. Each hook: guard -> classify and check the cap -> real -> count -> record,
+ * with errno kept as the real call left it. A call glibc forwards internally to another public
+ * function (reallocarray -> realloc) is not forwarded here, so each program call is recorded
+ * exactly once (pitfalls.md §15). Live bytes are usable sizes (malloc_usable_size), added after a
+ * successful allocation and taken away before the real free (trace-format.md §7.2). */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "account.h"
+#include "classify.h"
+#include "encode.h"
 #include "hooks.h"
 #include "memtrace/format.h"
 
-/* Record an event in the normal (non-nested) state; restores errno and the guard. */
-static inline void record(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f, int err)
+static inline uint64_t usable(const void *p)
+{
+    return p != NULL ? mt_real.malloc_usable_size((void *)p) : 0;
+}
+
+/* What the allocator handed out beyond the request (trace-format.md §7): heapUsed counts it. */
+static inline uint64_t slack_of(uint64_t usable_bytes, uint64_t size)
+{
+    return usable_bytes > size ? usable_bytes - size : 0;
+}
+
+/* A call on its way: its class and what the cap reserved for it. */
+struct call {
+    unsigned kind;
+    uint32_t cls;
+    int64_t reserved;
+    struct mt_stack_node *node; /* captured before the call, or MT_TBUF_CAPTURE */
+};
+
+/* Before the real call (guard in MT_IN_HOOK state): classify and pass the cap with `request`
+ * bytes. 0 to go on; -1 when refused (recorded; in abort mode this does not return). */
+static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request)
+{
+    c->kind = kind;
+    c->node = MT_TBUF_CAPTURE;
+    c->cls = mt_classify(kind, size, MTF_CLASS_HEAP, &c->node);
+    uint64_t live = 0;
+    if (MT_LIKELY(mt_acct_heap_admit(c->cls, request, &c->reserved, &live) == 0))
+        return 0;
+    if (c->node == MT_TBUF_CAPTURE)
+        c->node = mt_tbuf_capture();
+    mt_acct_refuse(kind, c->cls, request, live, c->node);
+    return -1;
+}
+
+/* After the real call returned `p` (failed or not) with `u` new usable bytes to count: count
+ * them, record the call, restore errno and the guard. */
+static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f,
+                  int err)
 {
     mt_guard_set(MT_IN_HOOK);
-    mt_tbuf_event(kind, flags, ts, f);
+    mt_acct_heap_done(c->cls, (int64_t)u, c->reserved, 0);
+    unsigned flags = failed ? MTF_EVF_FAILED : 0;
+    if (c->cls != MTF_CLASS_HEAP) {
+        flags |= MT_EV_CLASS(c->cls);
+        if (p != NULL && !failed)
+            mt_acct_block_put((uintptr_t)p, c->cls);
+    }
+    mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
+    mt_acct_tick(ts);
     mt_guard_set(MT_IN_NONE);
     errno = err;
 }
 
-/* What the allocator handed out beyond the request (trace-format.md §7): heapUsed counts it. */
-static inline uint64_t slack(const void *p, uint64_t size)
+/* The call was refused in enomem mode: it fails as the allocator would, recorded FAILED. */
+static void refused(struct call *c, const uint64_t *f)
 {
-    if (p == NULL)
-        return 0;
-    uint64_t usable = mt_real.malloc_usable_size((void *)p);
-    return usable > size ? usable - size : 0;
+    mt_tbuf_event_at(c->kind, MTF_EVF_FAILED, mt_clock_ns(), f, c->node);
+    mt_guard_set(MT_IN_NONE);
+    errno = ENOMEM;
 }
 
-static void nested(unsigned kind, unsigned flags, const uint64_t *f, int err)
+/* A nested call by the program (signal handler) allocated u bytes: counted, recorded without a
+ * stack. */
+static void nested(unsigned kind, unsigned flags, const uint64_t *f, int64_t delta, int err)
 {
+    if (delta != 0)
+        mt_acct_heap_done(MTF_CLASS_HEAP, delta, 0, 1);
     mt_tbuf_nested(kind, flags, mt_clock_ns(), f);
     errno = err;
 }
@@ -40,16 +93,25 @@ MT_EXPORT void *malloc(size_t size)
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = mt_real.malloc(size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
-            uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
-            nested(MTF_EV_MALLOC, p ? 0 : MTF_EVF_FAILED, f, errno);
+            uint64_t u = usable(p);
+            uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
+            nested(MTF_EV_MALLOC, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
         return p;
+    }
+    mt_guard_set(MT_IN_HOOK);
+    struct call c;
+    if (MT_UNLIKELY(before(&c, MTF_EV_MALLOC, size, size) != 0)) {
+        uint64_t f[3] = { 0, size, 0 };
+        refused(&c, f);
+        return NULL;
     }
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.malloc(size);
     int err = errno;
-    uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
-    record(MTF_EV_MALLOC, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
+    uint64_t u = usable(p);
+    uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
+    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
     return p;
 }
 
@@ -61,15 +123,26 @@ MT_EXPORT void free(void *ptr)
         return; /* nothing but the arena can have been handed out yet */
     uint64_t f[1] = { (uintptr_t)ptr };
     if (MT_UNLIKELY(mt_guard_active())) {
-        if (mt_hook_nested_is_program(__builtin_return_address(0), 0))
-            nested(MTF_EV_FREE, 0, f, errno);
+        if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
+            int err = errno;
+            if (ptr != NULL)
+                mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 1);
+            mt_tbuf_nested(MTF_EV_FREE, 0, mt_clock_ns(), f);
+            errno = err;
+        }
         mt_real.free(ptr);
         return;
     }
     int err = errno;
-    /* Record before calling the real free: once it returns, another thread can be handed the
-     * same address, and its MALLOC must not sort ahead of this FREE (trace-format.md §10). */
-    record(MTF_EV_FREE, 0, mt_clock_ns(), f, err);
+    mt_guard_set(MT_IN_HOOK);
+    /* Recorded and uncounted before calling the real free: once it returns, another thread can
+     * be handed the same address, and its MALLOC must not sort ahead of this FREE
+     * (trace-format.md §10). */
+    uint64_t ts = mt_clock_ns();
+    if (ptr != NULL)
+        mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 0);
+    mt_tbuf_event(MTF_EV_FREE, 0, ts, f);
+    mt_acct_tick(ts);
     mt_guard_set(MT_IN_REAL);
     mt_real.free(ptr);
     mt_guard_set(MT_IN_NONE);
@@ -84,19 +157,32 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
             return NULL;
         return mt_boot_alloc(n, 16); /* static storage: already zero */
     }
+    uint64_t total = (uint64_t)nmemb * size;
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = mt_real.calloc(nmemb, size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
-            uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack(p, (uint64_t)nmemb * size) };
-            nested(MTF_EV_CALLOC, p ? 0 : MTF_EVF_FAILED, f, errno);
+            uint64_t u = usable(p);
+            uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
+            nested(MTF_EV_CALLOC, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
         return p;
+    }
+    mt_guard_set(MT_IN_HOOK);
+    size_t n;
+    /* an overflowing product fails in the real calloc: no cap to check */
+    uint64_t request = __builtin_mul_overflow(nmemb, size, &n) ? 0 : n;
+    struct call c;
+    if (MT_UNLIKELY(before(&c, MTF_EV_CALLOC, total, request) != 0)) {
+        uint64_t f[4] = { 0, nmemb, size, 0 };
+        refused(&c, f);
+        return NULL;
     }
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.calloc(nmemb, size);
     int err = errno;
-    uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack(p, (uint64_t)nmemb * size) };
-    record(MTF_EV_CALLOC, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
+    uint64_t u = usable(p);
+    uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
+    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
     return p;
 }
 
@@ -111,34 +197,94 @@ static void *boot_realloc(void *ptr, size_t size)
     return p;
 }
 
-/* realloc and reallocarray share this: `kind` says which one the program called. */
+/* The fields of a REALLOC or REALLOCARRAY event. */
+static void realloc_fields(uint64_t *f, unsigned kind, void *ptr, void *p, uint64_t size,
+                           uint64_t nmemb, uint64_t elsize, uint64_t slack, uint64_t pre)
+{
+    f[0] = (uintptr_t)ptr;
+    f[1] = (uintptr_t)p;
+    if (kind == MTF_EV_REALLOC) {
+        f[2] = size;
+        f[3] = slack;
+        f[4] = pre;
+    } else {
+        f[2] = nmemb;
+        f[3] = elsize;
+        f[4] = slack;
+        f[5] = pre;
+    }
+}
+
+static void *nested_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, uint64_t elsize,
+                            const void *caller)
+{
+    if (!mt_hook_nested_is_program(caller, 0))
+        return mt_real.realloc(ptr, size);
+    uint64_t old_u = usable(ptr);
+    void *p = mt_real.realloc(ptr, size);
+    int err = errno;
+    uint64_t u = usable(p);
+    int failed = p == NULL && size != 0;
+    uint64_t f[6];
+    realloc_fields(f, kind, ptr, p, size, nmemb, elsize, slack_of(u, size), 0);
+    nested(kind, failed ? MTF_EVF_FAILED : 0, f, failed ? 0 : (int64_t)u - (int64_t)old_u, err);
+    return p;
+}
+
+/* realloc and reallocarray share this: `kind` says which one the program called. The old
+ * block's class and usable size are read before the call; the cap sees only the growth. */
 static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, uint64_t elsize,
                         const void *caller)
 {
-    if (MT_UNLIKELY(mt_guard_active())) {
-        void *p = mt_real.realloc(ptr, size);
-        if (mt_hook_nested_is_program(caller, 0)) {
-            unsigned fl = (p == NULL && size != 0) ? MTF_EVF_FAILED : 0;
-            uint64_t f[6] = { (uintptr_t)ptr, (uintptr_t)p, nmemb, elsize, slack(p, size), 0 };
-            uint64_t g[5] = { (uintptr_t)ptr, (uintptr_t)p, size, slack(p, size), 0 };
-            nested(kind, fl, kind == MTF_EV_REALLOC ? g : f, errno);
-        }
-        return p;
-    }
+    if (MT_UNLIKELY(mt_guard_active()))
+        return nested_realloc(kind, ptr, size, nmemb, elsize, caller);
     uint64_t t0 = mt_clock_ns();
+    mt_guard_set(MT_IN_HOOK);
+    uint32_t old_cls = ptr != NULL ? mt_acct_block_class(ptr) : MTF_CLASS_HEAP;
+    uint64_t old_u = usable(ptr);
+    struct call c;
+    c.cls = MTF_CLASS_HEAP;
+    uint64_t request = size;
+    int go = 1;
+    if (size != 0 || ptr == NULL) {
+        c.node = MT_TBUF_CAPTURE;
+        uint32_t cls = mt_classify(kind, size, old_cls, &c.node);
+        request = cls == old_cls ? (size > old_u ? size - old_u : 0) : size;
+        go = before(&c, kind, size, request) == 0;
+    } else {
+        c.kind = kind; /* realloc(p, 0) frees: nothing to admit */
+        c.cls = old_cls;
+        c.reserved = 0;
+        c.node = MT_TBUF_CAPTURE;
+    }
+    if (MT_UNLIKELY(!go)) {
+        if (old_cls != MTF_CLASS_HEAP)
+            mt_acct_block_put((uintptr_t)ptr, old_cls); /* the old block stays what it was */
+        uint64_t f[6];
+        realloc_fields(f, kind, ptr, NULL, size, nmemb, elsize, 0, 0);
+        refused(&c, f);
+        return NULL;
+    }
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.realloc(ptr, size);
     int err = errno;
     uint64_t t1 = mt_clock_ns();
     /* glibc: realloc(p, 0) frees p and returns NULL: that is not a failure */
-    unsigned fl = (p == NULL && (size != 0 || ptr == NULL)) ? MTF_EVF_FAILED : 0;
-    if (kind == MTF_EV_REALLOC) {
-        uint64_t f[5] = { (uintptr_t)ptr, (uintptr_t)p, size, slack(p, size), t1 - t0 };
-        record(kind, fl, t1, f, err);
+    int failed = p == NULL && (size != 0 || ptr == NULL);
+    uint64_t u = usable(p);
+    mt_guard_set(MT_IN_HOOK);
+    if (failed) {
+        if (old_cls != MTF_CLASS_HEAP)
+            mt_acct_block_put((uintptr_t)ptr, old_cls);
+    } else if (old_cls == c.cls) {
+        mt_acct_heap_done(c.cls, (int64_t)u - (int64_t)old_u, c.reserved, 0);
+        c.reserved = 0;
     } else {
-        uint64_t f[6] = { (uintptr_t)ptr, (uintptr_t)p, nmemb, elsize, slack(p, size), t1 - t0 };
-        record(kind, fl, t1, f, err);
+        mt_acct_heap_done(old_cls, -(int64_t)old_u, 0, 0);
     }
+    uint64_t f[6];
+    realloc_fields(f, kind, ptr, p, size, nmemb, elsize, slack_of(u, size), t1 - t0);
+    after(&c, failed, p, failed || old_cls == c.cls ? 0 : u, t1, f, err);
     return p;
 }
 
@@ -157,7 +303,9 @@ MT_EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
     if (__builtin_mul_overflow(nmemb, size, &total)) {
         if (mt_hook_ready() == 0 && !mt_guard_active()) {
             uint64_t f[6] = { (uintptr_t)ptr, 0, nmemb, size, 0, 0 };
-            record(MTF_EV_REALLOCARRAY, MTF_EVF_FAILED, mt_clock_ns(), f, ENOMEM);
+            mt_guard_set(MT_IN_HOOK);
+            mt_tbuf_event(MTF_EV_REALLOCARRAY, MTF_EVF_FAILED, mt_clock_ns(), f);
+            mt_guard_set(MT_IN_NONE);
         }
         errno = ENOMEM;
         return NULL;
@@ -176,16 +324,25 @@ static void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align,
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(align, size);
         if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t f[4] = { (uintptr_t)p, align, size, slack(p, size) };
-            nested(kind, p ? 0 : MTF_EVF_FAILED, f, errno);
+            uint64_t u = usable(p);
+            uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
+            nested(kind, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
         return p;
+    }
+    mt_guard_set(MT_IN_HOOK);
+    struct call c;
+    if (MT_UNLIKELY(before(&c, kind, size, size) != 0)) {
+        uint64_t f[4] = { 0, align, size, 0 };
+        refused(&c, f);
+        return NULL;
     }
     mt_guard_set(MT_IN_REAL);
     void *p = real(align, size);
     int err = errno;
-    uint64_t f[4] = { (uintptr_t)p, align, size, slack(p, size) };
-    record(kind, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
+    uint64_t u = usable(p);
+    uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
+    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
     return p;
 }
 
@@ -214,37 +371,58 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
         int rc = mt_real.posix_memalign(memptr, align, size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
             void *q = rc == 0 ? *memptr : NULL;
-            uint64_t f[4] = { (uintptr_t)q, align, size, slack(q, size) };
-            nested(MTF_EV_POSIX_MEMALIGN, rc == 0 ? 0 : MTF_EVF_FAILED, f, errno);
+            uint64_t u = usable(q);
+            uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
+            nested(MTF_EV_POSIX_MEMALIGN, rc == 0 ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
         return rc;
+    }
+    int err0 = errno;
+    mt_guard_set(MT_IN_HOOK);
+    struct call c;
+    if (MT_UNLIKELY(before(&c, MTF_EV_POSIX_MEMALIGN, size, size) != 0)) {
+        uint64_t f[4] = { 0, align, size, 0 };
+        refused(&c, f);
+        errno = err0; /* posix_memalign reports through its result, not errno */
+        return ENOMEM;
     }
     mt_guard_set(MT_IN_REAL);
     int rc = mt_real.posix_memalign(memptr, align, size); /* leaves *memptr alone on failure */
     int err = errno;
     void *q = rc == 0 ? *memptr : NULL;
-    uint64_t f[4] = { (uintptr_t)q, align, size, slack(q, size) };
-    record(MTF_EV_POSIX_MEMALIGN, rc == 0 ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
+    uint64_t u = usable(q);
+    uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
+    after(&c, rc != 0, q, u, mt_clock_ns(), f, err);
     return rc;
 }
 
 /* valloc, pvalloc: size -> pointer. glibc does not route them through the public memalign, so
  * they are hooked on their own (pitfalls.md §15). */
-static void *paged(unsigned kind, void *(*real)(size_t), size_t size, const void *caller)
+static void *paged(unsigned kind, void *(*real)(size_t), size_t size, uint64_t request,
+                   const void *caller)
 {
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(size);
         if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
-            nested(kind, p ? 0 : MTF_EVF_FAILED, f, errno);
+            uint64_t u = usable(p);
+            uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
+            nested(kind, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
         return p;
+    }
+    mt_guard_set(MT_IN_HOOK);
+    struct call c;
+    if (MT_UNLIKELY(before(&c, kind, size, request) != 0)) {
+        uint64_t f[3] = { 0, size, 0 };
+        refused(&c, f);
+        return NULL;
     }
     mt_guard_set(MT_IN_REAL);
     void *p = real(size);
     int err = errno;
-    uint64_t f[3] = { (uintptr_t)p, size, slack(p, size) };
-    record(kind, p ? 0 : MTF_EVF_FAILED, mt_clock_ns(), f, err);
+    uint64_t u = usable(p);
+    uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
+    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
     return p;
 }
 
@@ -252,14 +430,16 @@ MT_EXPORT void *valloc(size_t size)
 {
     if (MT_UNLIKELY(mt_hook_ready() != 0))
         return mt_boot_alloc(size, 4096);
-    return paged(MTF_EV_VALLOC, mt_real.valloc, size, __builtin_return_address(0));
+    return paged(MTF_EV_VALLOC, mt_real.valloc, size, size, __builtin_return_address(0));
 }
 
 MT_EXPORT void *pvalloc(size_t size)
 {
     if (MT_UNLIKELY(mt_hook_ready() != 0))
         return mt_boot_alloc((size + 4095) & ~(size_t)4095, 4096);
-    return paged(MTF_EV_PVALLOC, mt_real.pvalloc, size, __builtin_return_address(0));
+    uint64_t page = mt_acct_page(); /* pvalloc rounds the request up to whole pages */
+    uint64_t request = size > UINT64_MAX - page ? size : (size + page - 1) & ~(page - 1);
+    return paged(MTF_EV_PVALLOC, mt_real.pvalloc, size, request, __builtin_return_address(0));
 }
 
 MT_EXPORT size_t malloc_usable_size(void *ptr)

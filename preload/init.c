@@ -11,6 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "account.h"
+#include "classify.h"
 #include "config.h"
 #include "guard.h"
 #include "hooks.h"
@@ -118,6 +120,8 @@ static void init_full(void)
     }
     mt_config_load();
     mt_config_forget_exec_pid(environ);
+    mt_classify_init();
+    mt_acct_init();
     mt_tbuf_init();
     pthread_atfork(NULL, NULL, atfork_child);
     int execd = mt_config.exec_pid != 0 && mt_config.exec_pid == (uint32_t)syscall(SYS_getpid);
@@ -143,7 +147,12 @@ static void atfork_child(void)
     status_known = 0;
     exit_status = -1;
     saved_argv = NULL; /* read the command line from /proc: the parent's array may be stale */
+    mt_acct_fork_child();
     open_trace(MTF_ORIGIN_FORK);
+    /* the child's trace starts from what it inherited (trace-format.md §7.2) */
+    mt_guard_set(MT_IN_HOOK);
+    if (mt_writer_ok())
+        mt_acct_snapshot(MTF_SNAP_START, NULL, 0);
     mt_guard_set(saved);
 }
 
@@ -156,6 +165,7 @@ void mt_init_finish(uint32_t reason, int32_t status)
     mt_tbuf_set_final(1); /* first: threads still running write through from now on */
     mt_tbuf_flush_all();
     if (mt_writer_ok()) {
+        mt_acct_snapshot(MTF_SNAP_EXIT, NULL, 0); /* written through: right before END */
         (void)mt_tbuf_write_end(reason, status);
     } else if (mt_writer_failed() && mt_tbuf_dropped() > 0) {
         mt_log_error("%llu calls were not recorded: the trace %s is incomplete",

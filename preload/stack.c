@@ -25,6 +25,7 @@ struct mt_stack_node {
     uint16_t nframes;
     uint8_t trunc;
     _Atomic uint8_t written;
+    _Atomic uint64_t aux; /* a caller's per-stack value (MT_STACK_AUX_SET | value), 0 if none */
     uint64_t frames[];
 };
 
@@ -123,6 +124,7 @@ struct mt_stack_node *mt_stack_intern(struct mt_stack_cache *cache, const uint64
             nd->nframes = (uint16_t)n;
             nd->trunc = (uint8_t)trunc;
             atomic_store_explicit(&nd->written, 0, memory_order_relaxed);
+            atomic_store_explicit(&nd->aux, 0, memory_order_relaxed);
             memcpy(nd->frames, frames, n * sizeof *frames);
             nd->id = 0;
         }
@@ -151,6 +153,23 @@ found:
 uint32_t mt_stack_id(const struct mt_stack_node *nd)
 {
     return __atomic_load_n(&nd->id, __ATOMIC_ACQUIRE);
+}
+
+int mt_stack_aux_get(const struct mt_stack_node *nd, uint32_t *value)
+{
+    uint64_t a = atomic_load_explicit(&((struct mt_stack_node *)nd)->aux, memory_order_acquire);
+    *value = (uint32_t)a;
+    return a != 0;
+}
+
+void mt_stack_aux_set(struct mt_stack_node *nd, uint32_t value)
+{
+    atomic_store_explicit(&nd->aux, (1ULL << 32) | value, memory_order_release);
+}
+
+unsigned mt_stack_slot(const struct mt_stack_node *nd)
+{
+    return (unsigned)(nd->hash >> 7) & (MT_STACK_CACHE_SLOTS - 1);
 }
 
 uint32_t mt_stack_nframes(const struct mt_stack_node *nd)

@@ -36,6 +36,14 @@ uint32_t mt_stack_nframes(const struct mt_stack_node *node);
 int mt_stack_truncated(const struct mt_stack_node *node);
 const uint64_t *mt_stack_frames(const struct mt_stack_node *node);
 
+/* One 32-bit value a caller caches per distinct stack (the classification rules' verdict):
+ * get returns 1 and the value once set, else 0. Any thread may set it; the last store wins. */
+int mt_stack_aux_get(const struct mt_stack_node *node, uint32_t *value);
+void mt_stack_aux_set(struct mt_stack_node *node, uint32_t value);
+
+/* The thread-cache slot the node occupies when cached (the *slot mt_stack_intern gives). */
+unsigned mt_stack_slot(const struct mt_stack_node *node);
+
 /* Whether the node's definition is known to be in the file already; set after a flush. */
 int mt_stack_written(const struct mt_stack_node *node);
 void mt_stack_mark_written(struct mt_stack_node *node);

@@ -63,6 +63,7 @@ struct mt_thread {
     struct mt_stack_node *pending[PENDING_MAX]; /* defined in this generation, not yet marked */
     uint64_t gen_counts[MTF_EV_KIND_COUNT];     /* events of the current generation, per kind */
     struct mt_stack_cache cache;
+    int64_t heap_cell; /* account.c's live-heap delta: written by the owner only, never reset */
 };
 
 static _Atomic(struct mt_thread *) registry;
@@ -359,7 +360,7 @@ static void thread_exit(void *arg)
 
 /* ---- recording ----------------------------------------------------------------------------- */
 
-static struct mt_stack_node *capture(struct mt_stack_cache *cache, unsigned *slot)
+static struct mt_stack_node *capture(struct mt_stack_cache *cache)
 {
     uint64_t frames[MTF_MAX_FRAMES_LIMIT];
     int trunc = 0;
@@ -367,9 +368,16 @@ static struct mt_stack_node *capture(struct mt_stack_cache *cache, unsigned *slo
     mt_guard_set(MT_IN_SHIM); /* libunwind may mmap or malloc: those calls are ours */
     uint32_t max = mt_config.max_frames ? mt_config.max_frames : MT_DEFAULT_MAX_FRAMES;
     uint32_t n = mt_unwind_capture(frames, max, &trunc);
-    struct mt_stack_node *node = mt_stack_intern(cache, frames, n, trunc, slot);
+    struct mt_stack_node *node = mt_stack_intern(cache, frames, n, trunc, NULL);
     mt_guard_set(saved);
     return node;
+}
+
+struct mt_stack_node *mt_tbuf_capture(void)
+{
+    struct mt_thread *t =
+        atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL : thread_get();
+    return capture(t != NULL ? &t->cache : NULL);
 }
 
 static uint8_t *put_stack_def(uint8_t *p, struct mt_enc_state *s, uint64_t ts,
@@ -417,7 +425,7 @@ static int has_stack(unsigned kind)
 /* Encode one event (and a stack definition when needed) into a private buffer and write it as
  * its own chunk: for nested contexts and for threads whose buffer is gone. */
 static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields,
-                          int with_stack)
+                          int with_stack, struct mt_stack_node *given)
 {
     if (mt_writer_failed()) {
         atomic_fetch_add(&dropped, 1);
@@ -431,7 +439,7 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
     struct mt_scan sc;
     memset(&sc, 0, sizeof sc);
     if (with_stack && has_stack(kind)) {
-        node = capture(NULL, NULL);
+        node = given != MT_TBUF_CAPTURE ? given : capture(NULL);
         if (node != NULL && !mt_stack_written(node)) {
             p = put_stack_def(p, &s, ts, node);
             sc.nevents++;
@@ -467,10 +475,16 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
 
 void mt_tbuf_nested(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields)
 {
-    write_through(kind, flags | MTF_EVF_NESTED, ts, fields, 0);
+    write_through(kind, flags | MTF_EVF_NESTED, ts, fields, 0, NULL);
 }
 
 void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields)
+{
+    mt_tbuf_event_at(kind, flags, ts, fields, MT_TBUF_CAPTURE);
+}
+
+void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields,
+                      struct mt_stack_node *node)
 {
     if (MT_UNLIKELY(mt_writer_failed())) {
         atomic_fetch_add(&dropped, 1);
@@ -479,7 +493,7 @@ void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f
     struct mt_thread *t =
         atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL : thread_get();
     if (MT_UNLIKELY(t == NULL)) {
-        write_through(kind, flags, ts, fields, 1);
+        write_through(kind, flags, ts, fields, 1, node);
         return;
     }
     uint32_t len = atomic_load_explicit(&t->len, memory_order_relaxed);
@@ -490,18 +504,22 @@ void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f
     uint8_t *start = t->buf + len, *p = start;
     uint32_t stack = 0;
     if (has_stack(kind)) {
-        unsigned slot = 0;
-        struct mt_stack_node *node = capture(&t->cache, &slot);
+        if (node == MT_TBUF_CAPTURE)
+            node = capture(&t->cache);
         if (node != NULL) {
             stack = mt_stack_id(node);
-            /* mark = generation + 1 in which this thread defined the stack */
-            if (!mt_stack_written(node) && t->cache.mark[slot] != t->epoch + 1) {
+            /* mark = generation + 1 in which this thread defined the stack; a node captured
+             * earlier may have left the cache since, and is then defined again (allowed) */
+            unsigned slot = mt_stack_slot(node);
+            int cached = t->cache.node[slot] == node;
+            if (!mt_stack_written(node) && (!cached || t->cache.mark[slot] != t->epoch + 1)) {
                 if (t->nevents == 0)
                     t->first_ts = ts;
                 p = put_stack_def(p, &t->st, ts, node);
                 t->nevents++;
                 t->gen_counts[MTF_EV_STACK]++;
-                t->cache.mark[slot] = t->epoch + 1;
+                if (cached)
+                    t->cache.mark[slot] = t->epoch + 1;
                 t->pending[t->npending++] = node;
             }
         }
@@ -518,6 +536,20 @@ void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *f
      * mt_tbuf_final_barrier() makes this check and the store above visible in order. */
     if (MT_UNLIKELY(atomic_load_explicit(&final_mode, memory_order_relaxed)))
         flush_thread(t, 0);
+}
+
+int64_t *mt_tbuf_heap_cell(void)
+{
+    struct mt_thread *t = mt_tls.thread;
+    return t != NULL ? &t->heap_cell : NULL;
+}
+
+int64_t mt_tbuf_heap_sum(void)
+{
+    int64_t sum = 0;
+    for (struct mt_thread *t = atomic_load(&registry); t; t = t->next)
+        sum += __atomic_load_n(&t->heap_cell, __ATOMIC_RELAXED);
+    return sum;
 }
 
 void mt_tbuf_flush_self(void)

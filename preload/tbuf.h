@@ -25,6 +25,26 @@ extern void (*mt_tbuf_open_trace)(void);
  * allocation). Call with the guard in MT_IN_HOOK state. */
 void mt_tbuf_event(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields);
 
+struct mt_stack_node;
+
+/* The calling thread's stack now, interned (NULL if the table is unavailable): for a hook that
+ * needs it before the real call (classification rules, a cap refusal). Call with the guard in
+ * MT_IN_HOOK state; the frames are the same as mt_tbuf_event would capture from the hook. */
+struct mt_stack_node *mt_tbuf_capture(void);
+
+/* mt_tbuf_event with a stack captured earlier by mt_tbuf_capture (NULL: no stack), or with
+ * MT_TBUF_CAPTURE to capture it here. */
+#define MT_TBUF_CAPTURE ((struct mt_stack_node *)1)
+void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields,
+                      struct mt_stack_node *node);
+
+/* account.c's per-thread live-heap delta: the calling thread's cell (NULL before its first
+ * event and after its buffer is gone). Only its own thread writes it, with plain relaxed stores
+ * (never from a nested context); the cells are never reset, so their sum over every buffer
+ * state, live or retired, is what all threads added. */
+int64_t *mt_tbuf_heap_cell(void);
+int64_t mt_tbuf_heap_sum(void);
+
 /* Record an event from a nested context (a signal handler interrupting the shim): written at
  * once as its own chunk, without a stack, never touching the interrupted buffer. */
 void mt_tbuf_nested(unsigned kind, unsigned flags, uint64_t ts, const uint64_t *fields);

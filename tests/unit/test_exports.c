@@ -52,6 +52,8 @@ static const char *const hooks[] = {
     "close",
     "read",
     "write",
+    "memtrace_api_usage", /* include/memtrace.h finds these two with dlsym */
+    "memtrace_api_mark",
 };
 #define NHOOKS (sizeof hooks / sizeof hooks[0])
 
