@@ -129,7 +129,7 @@ $(B)/progs/%: tests/progs/%.cc
 	@mkdir -p $(@D)
 	$(call quiet,CXX,$@)$(CXX) $(filter-out -std=c11,$(PROG_CFLAGS)) -o $@ $<
 
-$(B)/examples/%: examples/%.c
+$(B)/examples/%: examples/%.c include/memtrace.h
 	@mkdir -p $(@D)
 	$(call quiet,CC,$@)$(CC) -O2 -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -o $@ $< -ldl
 
