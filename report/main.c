@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "aggregate.h"
+#include "check.h"
 #include "findings.h"
 #include "input.h"
 #include "reader.h"
@@ -325,6 +326,8 @@ static int render(const struct render_trace *t)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "check") == 0)
+        return check_main(argc - 1, argv + 1);
     int status = parse_args(argc, argv);
     if (status >= 0)
         return status;
