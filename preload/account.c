@@ -414,9 +414,23 @@ void mt_acct_init(void)
         atomic_store(&mt_acct_deadline, mt_clock_ns() + mt_config.interval_ns);
 }
 
+/* Held across fork (taken by the forking thread in the prepare handler), so a child never
+ * inherits a range map half-way through an update by a thread it does not have. */
+static struct mt_acct_lock fork_lock;
+
+void mt_acct_fork_prepare(void)
+{
+    mt_acct_maps_lock(&fork_lock);
+}
+
+void mt_acct_fork_parent(void)
+{
+    mt_acct_maps_unlock(&fork_lock);
+}
+
 void mt_acct_fork_child(void)
 {
-    atomic_flag_clear(&maps_busy); /* its holder is a thread this process does not have */
+    mt_acct_maps_unlock(&fork_lock);
     if (mt_config.interval_ns != 0)
         atomic_store(&mt_acct_deadline, mt_clock_ns() + mt_config.interval_ns);
     atomic_store(&mt_acct_fatal, 0);

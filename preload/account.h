@@ -29,7 +29,10 @@ struct mt_usage {
 /* After the configuration is loaded: caps, snapshot deadline, page size. Idempotent. */
 void mt_acct_init(void);
 
-/* Fork child: the counters are inherited as they are; locks and the fatal state are reset. */
+/* Around fork (pthread_atfork): the maps lock is held across it, so the child's range map is
+ * consistent; in the child the counters are inherited as they are and the fatal state is reset. */
+void mt_acct_fork_prepare(void);
+void mt_acct_fork_parent(void);
 void mt_acct_fork_child(void);
 
 /* ---- heap family ---------------------------------------------------------------------------- */

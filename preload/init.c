@@ -123,7 +123,7 @@ static void init_full(void)
     mt_classify_init();
     mt_acct_init();
     mt_tbuf_init();
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(mt_acct_fork_prepare, mt_acct_fork_parent, atfork_child);
     int execd = mt_config.exec_pid != 0 && mt_config.exec_pid == (uint32_t)syscall(SYS_getpid);
     open_trace(execd ? MTF_ORIGIN_EXEC : MTF_ORIGIN_START);
     mt_guard_set(saved);
