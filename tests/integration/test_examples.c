@@ -31,10 +31,6 @@ TestSuite(examples, .init = h_tmpdir_setup, .fini = h_tmpdir_teardown, .timeout 
 #define LABEL_MAX    64
 #define FATAL_LINE   "FATAL ERROR: Reached heap limit Allocation failed - heap out of memory"
 
-/* The wrapper's --heap-limit and --on-limit flags are not in scripts/memtrace.in yet: the wrapper
- * tests wait for them. */
-#define WRAPPER_LIMIT_FLAGS_MISSING 1
-
 /* One memoryUsage line of an example's --bytes output, or one MARK snapshot of
  * a trace. */
 struct usage_line {
@@ -314,8 +310,7 @@ Test(examples, heap_growth_dies_at_the_heap_limit_under_ld_preload)
     h_run_free(&r);
 }
 
-Test(examples, heap_growth_dies_at_the_heap_limit_under_the_wrapper,
-     .disabled = WRAPPER_LIMIT_FLAGS_MISSING)
+Test(examples, heap_growth_dies_at_the_heap_limit_under_the_wrapper)
 {
     const char *opts[] = { "--heap-limit", LIMIT_ARG, NULL };
     struct h_run r = run_wrapped("heap_growth", opts, NULL);
@@ -342,8 +337,7 @@ Test(examples, heap_growth_gets_null_at_the_heap_limit_in_enomem_mode)
     h_run_free(&r);
 }
 
-Test(examples, heap_growth_under_the_wrapper_in_enomem_mode,
-     .disabled = WRAPPER_LIMIT_FLAGS_MISSING)
+Test(examples, heap_growth_under_the_wrapper_in_enomem_mode)
 {
     const char *opts[] = { "--heap-limit", LIMIT_ARG, "--on-limit", "enomem", NULL };
     struct h_run r = run_wrapped("heap_growth", opts, NULL);
@@ -401,8 +395,7 @@ Test(examples, buffer_growth_runs_past_the_heap_limit_under_ld_preload)
     h_run_free(&r);
 }
 
-Test(examples, buffer_growth_runs_past_the_heap_limit_under_the_wrapper,
-     .disabled = WRAPPER_LIMIT_FLAGS_MISSING)
+Test(examples, buffer_growth_runs_past_the_heap_limit_under_the_wrapper)
 {
     const char *opts[] = { "--heap-limit", LIMIT_ARG, NULL };
     struct h_run r = run_wrapped("buffer_growth", opts, NULL);
