@@ -238,6 +238,15 @@ void mt_acct_maps_unlock(struct mt_acct_lock *lk)
     pthread_sigmask(SIG_SETMASK, &lk->old, NULL);
 }
 
+void mt_acct_maps_visit(void (*visit)(void *vctx, uint64_t start, uint64_t end), void *vctx)
+{
+    struct mt_acct_lock lk;
+    mt_acct_maps_lock(&lk);
+    for (size_t i = 0; i < maps.n; i++)
+        visit(vctx, maps.r[i].start, maps.r[i].end);
+    mt_acct_maps_unlock(&lk);
+}
+
 static uint64_t class_live(uint32_t cls)
 {
     return maps.bytes[cls] + (uint64_t)atomic_load_explicit(&g.moved[cls], memory_order_relaxed);

@@ -77,6 +77,9 @@ int mt_acct_maps_admit(uint32_t cls, uint64_t request, uint64_t *live);
 /* Bytes of class cls counted in [addr, addr + len rounded up to pages). */
 uint64_t mt_acct_maps_overlap(uint32_t cls, uint64_t addr, uint64_t len);
 
+/* Every counted mapping [start, end), for the leak scan's roots; takes the maps lock. */
+void mt_acct_maps_visit(void (*visit)(void *vctx, uint64_t start, uint64_t end), void *vctx);
+
 /* The page size mappings are counted in. */
 uint64_t mt_acct_page(void);
 

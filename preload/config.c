@@ -188,6 +188,7 @@ static const struct var vars[] = {
     { "INTERVAL", K_DURATION, 1000000, 86400ULL * 1000000000,
       "a duration such as 100ms, 1s or 2.5s, from 1ms to 24h" },
     { "RULES", K_TEXT, 0, 0, "classification rules" },
+    { "LEAK_SCAN", K_UINT, 0, 1, "0 or 1" },
 };
 
 #define KNOWN_NAMES                                                                                \
@@ -214,6 +215,8 @@ static void store(struct mt_config *cfg, const struct var *v, const char *val, u
         cfg->interval_ns = num;
     } else if (strcmp(v->name, "RULES") == 0) {
         cfg->rules = val;
+    } else if (strcmp(v->name, "LEAK_SCAN") == 0) {
+        cfg->leak_scan = (uint32_t)num;
     }
 }
 

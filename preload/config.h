@@ -25,6 +25,8 @@ struct mt_config {
     const char *rules;        /* MEMTRACE_RULES: points into the environment, NULL if unset */
     struct mt_rules rule_set; /* MEMTRACE_RULES parsed (an @file read) by mt_config_parse;
                                  rule_set.n == 0 when unset */
+    uint32_t leak_scan;       /* MEMTRACE_LEAK_SCAN: 1 keeps the live blocks and scans them at
+                                 exit for the ones no pointer reaches (REACH record) */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"

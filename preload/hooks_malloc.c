@@ -12,6 +12,7 @@
 #include "classify.h"
 #include "encode.h"
 #include "hooks.h"
+#include "livetab.h"
 #include "memtrace/format.h"
 
 static inline uint64_t usable(const void *p)
@@ -30,6 +31,7 @@ struct call {
     unsigned kind;
     uint32_t cls;
     int64_t reserved;
+    uint64_t size;              /* requested bytes (the leak scan's live table keeps them) */
     struct mt_stack_node *node; /* captured before the call, or MT_TBUF_CAPTURE */
 };
 
@@ -38,6 +40,7 @@ struct call {
 static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request)
 {
     c->kind = kind;
+    c->size = size;
     c->node = MT_TBUF_CAPTURE;
     c->cls = mt_classify(kind, size, MTF_CLASS_HEAP, &c->node);
     uint64_t live = 0;
@@ -56,6 +59,8 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
 {
     mt_guard_set(MT_IN_HOOK);
     mt_acct_heap_done(c->cls, (int64_t)u, c->reserved, 0);
+    if (!failed && p != NULL)
+        mt_live_add((uintptr_t)p, c->size);
     unsigned flags = failed ? MTF_EVF_FAILED : 0;
     if (c->cls != MTF_CLASS_HEAP) {
         flags |= MT_EV_CLASS(c->cls);
@@ -139,8 +144,10 @@ MT_EXPORT void free(void *ptr)
      * be handed the same address, and its MALLOC must not sort ahead of this FREE
      * (trace-format.md §10). */
     uint64_t ts = mt_clock_ns();
-    if (ptr != NULL)
+    if (ptr != NULL) {
         mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 0);
+        mt_live_take((uintptr_t)ptr, NULL);
+    }
     mt_tbuf_event(MTF_EV_FREE, 0, ts, f);
     mt_acct_tick(ts);
     mt_guard_set(MT_IN_REAL);
@@ -255,6 +262,7 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
         c.kind = kind; /* realloc(p, 0) frees: nothing to admit */
         c.cls = old_cls;
         c.reserved = 0;
+        c.size = 0;
         c.node = MT_TBUF_CAPTURE;
     }
     if (MT_UNLIKELY(!go)) {
@@ -265,10 +273,16 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
         refused(&c, f);
         return NULL;
     }
+    /* Out of the live table before the call, as free does: once it returns, another thread may
+     * be given the old address. Put back if the call fails. */
+    uint64_t old_size = 0;
+    int old_live = ptr != NULL && mt_live_take((uintptr_t)ptr, &old_size);
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.realloc(ptr, size);
     int err = errno;
     uint64_t t1 = mt_clock_ns();
+    if (MT_UNLIKELY(p == NULL && size != 0 && old_live))
+        mt_live_add((uintptr_t)ptr, old_size);
     /* glibc: realloc(p, 0) frees p and returns NULL: that is not a failure */
     int failed = p == NULL && (size != 0 || ptr == NULL);
     uint64_t u = usable(p);

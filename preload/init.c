@@ -16,9 +16,11 @@
 #include "config.h"
 #include "guard.h"
 #include "hooks.h"
+#include "livetab.h"
 #include "log.h"
 #include "memtrace/format.h"
 #include "modules.h"
+#include "reach.h"
 #include "real.h"
 #include "stack.h"
 #include "tbuf.h"
@@ -122,6 +124,8 @@ static void init_full(void)
     mt_config_forget_exec_pid(environ);
     mt_classify_init();
     mt_acct_init();
+    if (mt_config.leak_scan)
+        mt_live_enable();
     mt_tbuf_init();
     pthread_atfork(mt_acct_fork_prepare, mt_acct_fork_parent, atfork_child);
     int execd = mt_config.exec_pid != 0 && mt_config.exec_pid == (uint32_t)syscall(SYS_getpid);
@@ -148,6 +152,7 @@ static void atfork_child(void)
     exit_status = -1;
     saved_argv = NULL; /* read the command line from /proc: the parent's array may be stale */
     mt_acct_fork_child();
+    mt_live_fork_child();
     open_trace(MTF_ORIGIN_FORK);
     /* the child's trace starts from what it inherited (trace-format.md §7.2) */
     mt_guard_set(MT_IN_HOOK);
@@ -165,6 +170,11 @@ void mt_init_finish(uint32_t reason, int32_t status)
     mt_tbuf_set_final(1); /* first: threads still running write through from now on */
     mt_tbuf_flush_all();
     if (mt_writer_ok()) {
+        /* The leak scan sees the heap as the process leaves it (an image replaced by exec
+         * leaks nothing: it is gone whole). */
+        struct mt_reach_result rr;
+        if (reason != MTF_END_EXEC && mt_live_enabled())
+            (void)mt_reach_run(mt_acct_maps_visit, &rr);
         mt_acct_snapshot(MTF_SNAP_EXIT, NULL, 0); /* written through: right before END */
         (void)mt_tbuf_write_end(reason, status);
     } else if (mt_writer_failed() && mt_tbuf_dropped() > 0) {

@@ -144,18 +144,26 @@ void mt_live_add(uint64_t addr, uint64_t size)
     unlock(s);
 }
 
-void mt_live_del(uint64_t addr)
+int mt_live_take(uint64_t addr, uint64_t *size)
 {
     if (!mt_live_enabled() || addr <= DELETED)
-        return;
+        return 0;
     struct shard *s = shard_of(addr);
     lock(s);
     struct slot *e = find(s, addr);
     if (e != NULL) {
+        if (size != NULL)
+            *size = e->size;
         e->key = DELETED;
         s->live--;
     }
     unlock(s);
+    return e != NULL;
+}
+
+void mt_live_del(uint64_t addr)
+{
+    (void)mt_live_take(addr, NULL);
 }
 
 uint64_t mt_live_count(void)

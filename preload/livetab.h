@@ -23,6 +23,9 @@ int mt_live_enabled(void);
 void mt_live_add(uint64_t addr, uint64_t size);
 void mt_live_del(uint64_t addr);
 
+/* Remove addr; returns 1 and its size (when size is not NULL) if it was there, else 0. */
+int mt_live_take(uint64_t addr, uint64_t *size);
+
 /* Number of live blocks (approximate while other threads change the table). */
 uint64_t mt_live_count(void);
 

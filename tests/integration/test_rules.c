@@ -225,16 +225,13 @@ Test(rules, no_rules_no_class_flag)
     h_run_free(&r);
 }
 
-/* WAITING: the hooks do not apply the rules yet (preload/classify.c is a stub, TODO(account)
- * #4). Enable both once mt_classify applies mt_config.rule_set. In a scratch copy of the tree,
- * a classify.c that calls mt_rules_stack_eval on mt_tbuf_capture()'s node and then
- * mt_rules_classify made both pass, and returning the default class made both fail. */
-Test(rules, inline_rules_set_the_class_of_each_call, .disabled = 1)
+/* The hooks apply the rules before each call (preload/classify.c). */
+Test(rules, inline_rules_set_the_class_of_each_call)
 {
     check_classes(RULES);
 }
 
-Test(rules, rules_file_sets_the_class_of_each_call, .disabled = 1)
+Test(rules, rules_file_sets_the_class_of_each_call)
 {
     char value[4200];
     snprintf(value, sizeof value, "@%s", write_rules("good.rules", RULES_FILE));
