@@ -16,6 +16,7 @@
 #include "hooks.h"
 #include "log.h"
 #include "memtrace/format.h"
+#include "names.h"
 #include "stack.h"
 #include "symtab.h"
 #include "writer.h"
@@ -24,21 +25,8 @@
 
 static const char *kind_name(unsigned kind)
 {
-    static const char *const names[MTF_EV_KIND_COUNT] = {
-        [MTF_EV_MALLOC] = "malloc",
-        [MTF_EV_CALLOC] = "calloc",
-        [MTF_EV_REALLOC] = "realloc",
-        [MTF_EV_REALLOCARRAY] = "reallocarray",
-        [MTF_EV_POSIX_MEMALIGN] = "posix_memalign",
-        [MTF_EV_ALIGNED_ALLOC] = "aligned_alloc",
-        [MTF_EV_MEMALIGN] = "memalign",
-        [MTF_EV_VALLOC] = "valloc",
-        [MTF_EV_PVALLOC] = "pvalloc",
-        [MTF_EV_MMAP] = "mmap",
-        [MTF_EV_MMAP64] = "mmap64",
-        [MTF_EV_MREMAP] = "mremap",
-    };
-    return kind < MTF_EV_KIND_COUNT && names[kind] ? names[kind] : "call";
+    const char *n = mt_kind_name(kind);
+    return n != NULL ? n : "call";
 }
 
 struct msg {

@@ -15,6 +15,7 @@
 #include "hooks.h"
 #include "memtrace/format.h"
 #include "modules.h"
+#include "reach.h"
 #include "writer.h"
 
 static void event0(unsigned kind, unsigned flags, const uint64_t *f)
@@ -193,6 +194,7 @@ MT_EXPORT
 MT_EXPORT void exit(int status)
 {
     mt_init_note_status(status);
+    mt_reach_scrub_stack();
     if (mt_hook_ready() != 0)
         syscall(SYS_exit_group, status);
     mt_real.exit(status);
@@ -269,6 +271,7 @@ static int main_wrapper(int argc, char **argv, char **envp)
 {
     int status = real_main(argc, argv, envp);
     mt_init_note_status(status);
+    mt_reach_scrub_stack();
     return status;
 }
 

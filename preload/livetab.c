@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "heapsort.h"
+
 #define SHARDS    64
 #define MIN_SLOTS 1024
 #define EMPTY     0
@@ -174,35 +176,12 @@ uint64_t mt_live_count(void)
     return n;
 }
 
-/* In-place heapsort by address: no allocation, O(n log n) whatever the input. */
-static void sift(struct mt_live_block *b, size_t root, size_t n)
+static int addr_less(const struct mt_live_block *a, const struct mt_live_block *b)
 {
-    for (;;) {
-        size_t c = 2 * root + 1;
-        if (c >= n)
-            return;
-        if (c + 1 < n && b[c + 1].addr > b[c].addr)
-            c++;
-        if (b[root].addr >= b[c].addr)
-            return;
-        struct mt_live_block t = b[root];
-        b[root] = b[c];
-        b[c] = t;
-        root = c;
-    }
+    return a->addr < b->addr;
 }
 
-static void sort_blocks(struct mt_live_block *b, size_t n)
-{
-    for (size_t i = n / 2; i-- > 0;)
-        sift(b, i, n);
-    for (size_t end = n; end-- > 1;) {
-        struct mt_live_block t = b[0];
-        b[0] = b[end];
-        b[end] = t;
-        sift(b, 0, end);
-    }
-}
+MT_HEAPSORT(sort_blocks, struct mt_live_block, addr_less)
 
 size_t mt_live_snapshot(struct mt_live_block **out)
 {

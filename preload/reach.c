@@ -1,11 +1,12 @@
 /* The exit-time leak scan: see reach.h. Roots come from dl_iterate_phdr (writable segments of
- * every module but the shim) and /proc/self/maps (the scanning thread's stack from its stack
- * pointer up, other threads' stacks: writable anonymous mappings sitting right above a
- * PROT_NONE guard, as glibc lays them out; the main thread's static TLS next to the thread
- * pointer). All scratch memory is mapped from the kernel, so the scan never looks at itself:
- * none of it is a root. */
+ * every module but the shim), the scanning thread's stack and registers, the stacks of the other
+ * threads from the stack pointer the kernel reports for a thread blocked in a system call, the
+ * static TLS around the thread pointer, and the caller's ranges. /proc/self/maps bounds every
+ * range to readable memory. All scratch memory is mapped from the kernel and is never a root, so
+ * the scan never finds the pointers it keeps itself. */
 #include "reach.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
 #include <string.h>
@@ -272,6 +273,85 @@ static const struct region *region_of(const struct rootset *rs, uint64_t a)
     return NULL;
 }
 
+/* The stack pointer of thread `tid` if it sits in a system call (/proc/self/task/TID/syscall:
+ * "nr args... sp pc"), else 0 (running, or unreadable). */
+static uint64_t blocked_sp(long tid)
+{
+    char path[64], buf[256];
+    int n = 0;
+    char digits[24];
+    do
+        digits[n++] = (char)('0' + tid % 10);
+    while ((tid /= 10) > 0 && n < 20);
+    memcpy(path, "/proc/self/task/", 16);
+    int k = 16;
+    while (n > 0)
+        path[k++] = digits[--n];
+    memcpy(path + k, "/syscall", 9);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (r <= 0 || buf[0] < '0' || buf[0] > '9')
+        return 0; /* "running" */
+    buf[r] = 0;
+    /* the second-to-last field is the stack pointer */
+    const char *fields[10];
+    int nf = 0;
+    for (char *p = buf; *p && nf < 10;) {
+        while (*p == ' ' || *p == '\n')
+            p++;
+        if (*p)
+            fields[nf++] = p;
+        while (*p && *p != ' ' && *p != '\n')
+            p++;
+    }
+    if (nf < 3)
+        return 0;
+    const char *f = fields[nf - 2];
+    if (f[0] == '0' && f[1] == 'x')
+        f += 2;
+    return hex(&f);
+}
+
+/* Every other thread of the process: its stack from its stack pointer up to the end of its
+ * mapping (static TLS and the thread descriptor sit at that end). A thread running at this
+ * moment has no stack pointer to read: only the main thread's whole [stack] is then taken; any
+ * other is left out, and the scan says other threads were running. */
+static void other_threads(struct rootset *rs, long self)
+{
+    int dir =
+        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return;
+    long pid = syscall(SYS_getpid);
+    char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            const char *name = buf + off + 19; /* d_ino 8, d_off 8, d_reclen 2, d_type 1 */
+            unsigned short reclen;
+            memcpy(&reclen, buf + off + 16, sizeof reclen);
+            off += reclen;
+            long tid = 0;
+            for (const char *c = name; *c >= '0' && *c <= '9'; c++)
+                tid = tid * 10 + (*c - '0');
+            if (tid <= 0 || tid == self)
+                continue;
+            uint64_t sp = blocked_sp(tid);
+            const struct region *g = sp ? region_of(rs, sp) : NULL;
+            if (g != NULL)
+                add_root(rs, (sp > g->start + 128 ? sp - 128 : g->start) & ~7ULL, g->end);
+            else if (tid == pid)
+                for (size_t i = 0; i < rs->nreg; i++)
+                    if (rs->reg[i].stack)
+                        add_root(rs, rs->reg[i].start, rs->reg[i].end);
+        }
+    }
+    syscall(SYS_close, dir);
+}
+
 static MT_NOINLINE void stack_roots(struct rootset *rs)
 {
     /* The scanning thread: callee-saved registers spilled here, then from this frame up. */
@@ -281,22 +361,19 @@ static MT_NOINLINE void stack_roots(struct rootset *rs)
     const struct region *mine = region_of(rs, sp);
     if (mine != NULL)
         add_root(rs, sp & ~7ULL, mine->end);
-    for (size_t i = 0; i < rs->nreg; i++) {
-        const struct region *g = &rs->reg[i];
-        if (g == mine || g->perms[0] != 'r' || g->perms[1] != 'w')
-            continue;
-        int guarded = i > 0 && rs->reg[i - 1].end == g->start &&
-                      memcmp(rs->reg[i - 1].perms, "---", 3) == 0 && g->anon;
-        if (g->stack || guarded) /* the main stack, or a thread stack above its guard page */
-            add_root(rs, g->start, g->end);
-    }
-    /* Static TLS of the main thread sits next to its thread pointer, in memory the loader
-     * mapped for itself (thread stacks hold their own, scanned above). */
+    other_threads(rs, syscall(SYS_gettid));
+    /* This thread's static TLS and descriptor lie around its thread pointer: for the main
+     * thread in memory the loader mapped for itself, not on the stack. The loader tells the
+     * size of the static TLS area; the descriptor is taken as 4 KiB. */
     uint64_t tp = (uint64_t)(uintptr_t)__builtin_thread_pointer();
+    size_t tls_size = 0, tls_align = 0;
+    void (*info)(size_t *, size_t *) =
+        (void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
+    if (info != NULL)
+        info(&tls_size, &tls_align);
     const struct region *t = region_of(rs, tp);
-    if (t != NULL && t != mine && !t->heap && t->end - t->start <= (8u << 20))
-        add_root(rs, tp > t->start + (64u << 10) ? tp - (64u << 10) : t->start,
-                 tp + (8u << 10) < t->end ? tp + (8u << 10) : t->end);
+    if (t != NULL && t != mine && !t->heap && tls_size != 0 && tls_size < (1u << 20))
+        add_root(rs, tp - tls_size, tp + 4096);
 }
 
 /* ---- records ---------------------------------------------------------------------------------
@@ -361,6 +438,22 @@ static int count_threads(void)
 #define MAPS_BYTES  (4u << 20)
 #define MAX_REGIONS 65536
 #define MAX_ROOTS   (3 * MAX_REGIONS)
+
+#define SCRUB_BYTES (64u << 10)
+
+static MT_NOINLINE void scrub(void)
+{
+    volatile uint64_t junk[SCRUB_BYTES / 8];
+    for (size_t i = 0; i < SCRUB_BYTES / 8; i++)
+        junk[i] = 0;
+    __asm__("" ::"r"(junk) : "memory");
+}
+
+void mt_reach_scrub_stack(void)
+{
+    if (mt_live_enabled())
+        scrub();
+}
 
 int mt_reach_run(mt_reach_roots_fn extra, struct mt_reach_result *res)
 {

@@ -41,6 +41,12 @@ struct mt_reach_result {
     int others_running; /* other threads existed: their registers were not scanned */
 };
 
+/* Zero the 64 KiB of stack below the caller when the scan is on. Called where the program
+ * starts to end (exit(), main's return): the frames the exit path then builds would otherwise
+ * hold, in their unused slots, stale copies of pointers that the shim's and the program's
+ * earlier, deeper calls left there, and those would keep lost blocks "reachable". */
+void mt_reach_scrub_stack(void);
+
 /* Run the scan over the live table and write the REACH records. 0, or -1 (nothing written) if
  * the table is off or memory for the scan could not be mapped. */
 int mt_reach_run(mt_reach_roots_fn extra, struct mt_reach_result *res);

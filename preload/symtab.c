@@ -20,6 +20,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "heapsort.h"
+
 enum { SLOT_EMPTY, SLOT_READY, SLOT_FAILED };
 
 struct sym {
@@ -256,35 +258,8 @@ static int before(const struct sym *a, const struct sym *b)
     return a->addr < b->addr || (a->addr == b->addr && a->rank > b->rank);
 }
 
-static void sift(struct sym *v, uint64_t root, uint64_t n)
-{
-    for (;;) {
-        uint64_t c = 2 * root + 1;
-        if (c >= n)
-            return;
-        if (c + 1 < n && before(&v[c], &v[c + 1]))
-            c++;
-        if (!before(&v[root], &v[c]))
-            return;
-        struct sym tmp = v[root];
-        v[root] = v[c];
-        v[c] = tmp;
-        root = c;
-    }
-}
-
 /* Heapsort: no recursion, no allocation, bounded time whatever the input. */
-static void sort(struct sym *v, uint64_t n)
-{
-    for (uint64_t i = n / 2; i-- > 0;)
-        sift(v, i, n);
-    for (uint64_t end = n; end-- > 1;) {
-        struct sym tmp = v[0];
-        v[0] = v[end];
-        v[end] = tmp;
-        sift(v, 0, end);
-    }
-}
+MT_HEAPSORT(sort, struct sym, before)
 
 /* Sort, then keep one entry per address: the best-ranked alias. Returns the new count. */
 static uint64_t sort_unique(struct sym *v, uint64_t n)

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "crc32c.h"
+#include "names.h"
 
 #define STREAM_CHUNK (64U << 10) /* bytes read at a time when skipping or draining */
 
@@ -1227,28 +1228,8 @@ int reader_cursor_next(struct rd_cursor *c, struct rd_event *ev, uint64_t *frame
 
 const char *reader_kind_name(unsigned kind)
 {
-    static const char *const names[MTF_EV_KIND_COUNT] = {
-        [MTF_EV_MALLOC] = "malloc",
-        [MTF_EV_CALLOC] = "calloc",
-        [MTF_EV_REALLOC] = "realloc",
-        [MTF_EV_REALLOCARRAY] = "reallocarray",
-        [MTF_EV_FREE] = "free",
-        [MTF_EV_POSIX_MEMALIGN] = "posix_memalign",
-        [MTF_EV_ALIGNED_ALLOC] = "aligned_alloc",
-        [MTF_EV_MEMALIGN] = "memalign",
-        [MTF_EV_VALLOC] = "valloc",
-        [MTF_EV_PVALLOC] = "pvalloc",
-        [MTF_EV_MMAP] = "mmap",
-        [MTF_EV_MMAP64] = "mmap64",
-        [MTF_EV_MUNMAP] = "munmap",
-        [MTF_EV_MREMAP] = "mremap",
-        [MTF_EV_STACK] = "stack",
-        [MTF_EV_FORK] = "fork",
-        [MTF_EV_EXEC] = "exec",
-        [MTF_EV_SNAPSHOT] = "snapshot",
-        [MTF_EV_LIMIT] = "limit",
-    };
-    return kind < MTF_EV_KIND_COUNT && names[kind] ? names[kind] : "unknown";
+    const char *n = mt_kind_name(kind);
+    return n != NULL ? n : "unknown";
 }
 
 const char *reader_origin_name(unsigned origin)
