@@ -425,25 +425,30 @@ static MT_NOINLINE_RD int varint_slow(struct dec *d, uint64_t *v)
     return 0;
 }
 
-/* Most varints are one or two bytes: those are decoded here without a loop; the rest, and
- * anything near the end of the events, by varint_slow with every check. */
+/* Varints of up to 9 bytes with at least 10 bytes of events left need no bounds check per
+ * byte; the rest, and anything near the end of the events, go through varint_slow. */
 static inline int varint(struct dec *d, uint64_t *v)
 {
-    if (__builtin_expect(d->end - d->p >= 2, 1)) {
-        uint8_t b0 = d->p[0];
-        if (b0 < 0x80) {
+    if (__builtin_expect(d->end - d->p >= MTF_VARINT_MAX_BYTES, 1)) {
+        const uint8_t *p = d->p;
+        uint64_t x = p[0];
+        if (x < 0x80) {
             d->p++;
-            *v = b0;
+            *v = x;
             return 0;
         }
-        uint8_t b1 = d->p[1];
-        if (b1 < 0x80) {
-            d->p += 2;
-            *v = (uint64_t)(b0 & 0x7f) | (uint64_t)b1 << 7;
-            return 0;
+        x &= 0x7f;
+        for (unsigned i = 1; i < MTF_VARINT_MAX_BYTES - 1; i++) {
+            uint64_t b = p[i];
+            x |= (b & 0x7f) << (7 * i);
+            if (b < 0x80) {
+                d->p += i + 1;
+                *v = x;
+                return 0;
+            }
         }
     }
-    return varint_slow(d, v);
+    return varint_slow(d, v); /* the 10th byte, and anything near the end, with every check */
 }
 
 static uint64_t unzigzag(uint64_t z)
