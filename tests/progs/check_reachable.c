@@ -13,21 +13,22 @@ struct node {
     char data[24];
 };
 
-static char *table[5];
-static struct node *list;
+/* Not static: GCC would delete stores to a static array that is never read. */
+char *check_table[5];
+struct node *check_list;
 
 int main(void)
 {
     size_t bytes = 0, blocks = 0;
     for (int i = 0; i < 5; i++) {
-        table[i] = malloc(100);
-        memset(table[i], i, 100);
+        check_table[i] = malloc(100);
+        memset(check_table[i], i, 100);
         bytes += 100, blocks++;
     }
     for (int i = 0; i < 2; i++) {
         struct node *n = calloc(1, sizeof *n);
-        n->next = list;
-        list = n;
+        n->next = check_list;
+        check_list = n;
         bytes += sizeof *n, blocks++;
     }
     char *tmp = malloc(1000);
