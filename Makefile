@@ -75,7 +75,7 @@ PROGS     := $(patsubst tests/progs/%.c,$(B)/progs/%,$(filter-out $(PROG_LIB),$(
 EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
 .DELETE_ON_ERROR:
-.PHONY: all test unit integration bench install uninstall clean format check-format fuzz demo
+.PHONY: all test unit integration selfcheck bench install uninstall clean format check-format fuzz demo
 
 all: $(B)/libmemtrace.so $(B)/memtrace-report $(B)/memtrace $(EXAMPLES)
 
@@ -136,12 +136,32 @@ $(B)/examples/%: examples/%.c include/memtrace.h
 test: all $(B)/tests/unit-tests $(B)/tests/integration-tests $(PROGS)
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/unit-tests $(TEST_ARGS)
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
+	$(Q)$(MAKE) --no-print-directory selfcheck
 
 unit: all $(B)/tests/unit-tests
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/unit-tests $(TEST_ARGS)
 
 integration: all $(B)/tests/integration-tests $(PROGS)
 	$(Q)MT_BUILD_DIR=$(abspath $(B)) $(B)/tests/integration-tests $(TEST_ARGS)
+
+# The project checks itself for leaks: its clean test programs, memtrace-report reading a real
+# trace and the gate checking real traces all run under `memtrace check`; a leak fails the build
+# and shows the summary. Skipped with SANITIZE: a sanitized memtrace-report cannot run under the
+# shim (the sanitizer's malloc must come first).
+SELFCHECK := "progs/check_clean 4" "progs/clean_threads 4" "progs/clean_throw" \
+             "memtrace-report T/known.mtrace" "memtrace-report --json T/known.mtrace" \
+             "memtrace-report --timeline T/known.mtrace" "memtrace-report check T/clean"
+selfcheck: all $(PROGS)
+ifeq ($(SANITIZE),)
+	$(Q)set -e; b=$(abspath $(B)); t=$$(mktemp -d); trap 'rm -rf "$$t"' EXIT; \
+	$$b/memtrace -o $$t/known.mtrace -- $$b/progs/report_known >/dev/null 2>&1; \
+	$$b/memtrace check --dir $$t/clean -- $$b/progs/check_clean 2 >/dev/null 2>&1; \
+	for c in $(SELFCHECK); do \
+		c=$$(echo "$$c" | sed "s|T/|$$t/|g"); \
+		if $$b/memtrace check --rm -- $$b/$$c >$$t/log 2>&1; then echo "  CHECK   $$c"; \
+		else cat $$t/log; echo "selfcheck: memtrace check failed on $$c"; exit 1; fi; \
+	done
+endif
 
 # ---- benchmarks (never part of test) -------------------------------------------------------
 $(B)/bench/bench_hooks: tests/bench/bench_hooks.c
