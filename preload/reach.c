@@ -50,7 +50,13 @@ static size_t lookup(const struct scan *s, uint64_t w)
         else
             hi = mid;
     }
-    return w < block_end(&s->b[lo]) ? lo : s->n;
+    const struct mt_live_block *b = &s->b[lo];
+    if (w == b->addr)
+        return lo;
+    /* A pointer inside a block holds it too, except into its last 8 bytes: glibc's pointers to
+     * the next chunk's header (the top chunk, free lists) land there when a block fills its
+     * chunk, and would keep a lost block alive (memcheck would call it possibly lost). */
+    return b->size > 8 && w < b->addr + b->size - 8 ? lo : s->n;
 }
 
 /* Every aligned word of [start, end) that points into a block whose mark is `from` sets it to

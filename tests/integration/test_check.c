@@ -685,12 +685,12 @@ Test(check, lost_leaks_equal_memcheck_definitely_and_indirectly_lost)
     chk_free(&c);
 }
 
-/* ---- known limits of the exit scan (shim), kept here to be switched on once fixed ------------ */
+/* ---- exit scan edge cases ---------------------------------------------------------------- */
 
-/* The address of the last heap event survives in the shim's state until exit, so the exit scan
- * finds it and calls the last block allocated before exit reachable (memcheck: definitely
- * lost). TODO(check): enable once the shim forgets it before the scan (#5). */
-Test(check, last_block_before_exit_is_lost, .disabled = true)
+/* The block allocated last before exit, with no scrubbing by the program: the shim's exit paths
+ * clear the stale stack and keep no copy of the last address where the scan looks, so it is
+ * lost (memcheck: definitely lost). */
+Test(check, last_block_before_exit_is_lost)
 {
     struct chk c;
     char *cmd[] = { (char *)h_path("progs/check_leak"), "last", NULL };

@@ -101,7 +101,7 @@ Test(reach, classifies_reachable_direct_indirect_and_cycles)
     root[2] = (uint64_t)(uintptr_t)blk[BK]; /* a zero-byte block, pointed to at its start */
     p[BA][0] = (char *)blk[BB] + 5;         /* interior pointer */
     p[BD][1] = blk[BE];
-    p[BE][2] = (char *)blk[BF] + 63; /* last byte */
+    p[BE][2] = (char *)blk[BF] + 55; /* the last byte before the block's last word */
     p[BG][0] = blk[BH];
     p[BH][0] = blk[BG]; /* a cycle nothing reaches */
     p[BI][0] = blk[BJ]; /* a lost block pointing to a reachable one */
@@ -133,6 +133,27 @@ Test(reach, classifies_reachable_direct_indirect_and_cycles)
     }
     for (int i = 0; i < NB; i++)
         free(blk[i]);
+}
+
+Test(reach, a_pointer_into_the_last_word_does_not_hold_a_block)
+{
+    /* glibc points at the next chunk's header, which overlaps the last 8 bytes of a block
+     * that fills its chunk: such a word must not keep the block. */
+    char *x = calloc(1, 200);
+    static uint64_t root[1];
+    root[0] = (uint64_t)(uintptr_t)x + 192;
+    struct mt_live_block b[1] = { { (uint64_t)(uintptr_t)x, 200 } };
+    uint64_t range[1][2] = { { (uint64_t)(uintptr_t)root, (uint64_t)(uintptr_t)(root + 1) } };
+    struct mt_reach_ranges roots = { (const uint64_t(*)[2])range, 1 };
+    uint8_t mark[1];
+    size_t work[1];
+    mt_reach_classify(b, 1, &roots, mark, work);
+    cr_expect(eq(u8, mark[0], MT_REACH_DIRECT));
+    root[0] = (uint64_t)(uintptr_t)x + 191;
+    mt_reach_classify(b, 1, &roots, mark, work);
+    cr_expect(eq(u8, mark[0], MT_REACH_REACHABLE),
+              "one byte lower is an ordinary interior pointer");
+    free(x);
 }
 
 Test(reach, pointers_past_a_block_or_misaligned_do_not_count)
