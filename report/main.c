@@ -49,6 +49,7 @@ static struct env {
 
 static const char usage_text[] =
     "Usage: memtrace-report [OPTIONS] TRACE\n"
+    "       memtrace-report check [OPTIONS] TRACE|DIR...   (the CI leak gate: check --help)\n"
     "Read a trace written by libmemtrace.so and report what the program did with memory.\n"
     "TRACE is a file, or - for standard input.\n"
     "\n"
