@@ -24,23 +24,25 @@ CRITERION_CFLAGS := $(shell $(PKG_CONFIG) --cflags criterion 2>/dev/null)
 CRITERION_LIBS   := $(shell $(PKG_CONFIG) --libs criterion 2>/dev/null)
 DW_CFLAGS        := $(shell $(PKG_CONFIG) --cflags libdw 2>/dev/null)
 DW_LIBS          := $(shell $(PKG_CONFIG) --libs libdw 2>/dev/null)
+ZSTD_CFLAGS      := $(shell $(PKG_CONFIG) --cflags libzstd 2>/dev/null)
+ZSTD_LIBS        := $(shell $(PKG_CONFIG) --libs libzstd 2>/dev/null || echo -lzstd)
 
 # The shim runs inside other programs' malloc: hidden symbols, static TLS (first access never
 # allocates), and no builtin malloc folding (GCC may turn malloc+memset into calloc, which inside
 # our calloc hook would recurse forever).
 SHIM_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden -ftls-model=initial-exec \
                -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
-               $(UNWIND_CFLAGS)
+               $(UNWIND_CFLAGS) $(ZSTD_CFLAGS)
 SHIM_LDFLAGS := -shared -Wl,--version-script=preload/libmemtrace.map -Wl,-z,defs \
                 -Wl,-z,nodelete
-SHIM_LIBS    := $(UNWIND_LIBS) -ldl -pthread
+SHIM_LIBS    := $(UNWIND_LIBS) $(ZSTD_LIBS) -ldl -pthread
 
 SAN_FLAGS :=
 ifneq ($(SANITIZE),)
 SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
-REPORT_CFLAGS := $(BASE_CFLAGS) $(DW_CFLAGS) $(SAN_FLAGS)
-REPORT_LIBS   := $(DW_LIBS) $(SAN_FLAGS)
+REPORT_CFLAGS := $(BASE_CFLAGS) $(DW_CFLAGS) $(ZSTD_CFLAGS) $(SAN_FLAGS)
+REPORT_LIBS   := $(DW_LIBS) $(ZSTD_LIBS) $(SAN_FLAGS)
 
 # User flags are appended, never replaced.
 SHIM_CFLAGS   += $(CFLAGS)
@@ -179,7 +181,7 @@ FUZZ_TIME ?= 60
 $(B)/fuzz/fuzz_reader: tests/fuzz/fuzz_reader.c $(REPORT_LIB_SRC) $(COMMON_SRC)
 	@mkdir -p $(@D)
 	$(call quiet,CLANG,$@)clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Icommon -Ireport $(DW_CFLAGS) \
-		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $^ $(DW_LIBS)
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $^ $(DW_LIBS) $(ZSTD_LIBS)
 fuzz: $(B)/fuzz/fuzz_reader
 	$(Q)mkdir -p $(B)/fuzz/corpus && $< -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus tests/fuzz/corpus
 

@@ -189,11 +189,13 @@ static const struct var vars[] = {
       "a duration such as 100ms, 1s or 2.5s, from 1ms to 24h" },
     { "RULES", K_TEXT, 0, 0, "classification rules" },
     { "LEAK_SCAN", K_UINT, 0, 1, "0 or 1" },
+    { "COMPRESS", K_UINT, 0, 1, "0 or 1" },
 };
 
 #define KNOWN_NAMES                                                                                \
     "MEMTRACE_OUTPUT, MEMTRACE_DEPTH, MEMTRACE_BUFFER, MEMTRACE_HEAP_LIMIT, "                      \
-    "MEMTRACE_EXTERNAL_LIMIT, MEMTRACE_ON_LIMIT, MEMTRACE_INTERVAL, MEMTRACE_RULES"
+    "MEMTRACE_EXTERNAL_LIMIT, MEMTRACE_ON_LIMIT, MEMTRACE_INTERVAL, MEMTRACE_RULES, "              \
+    "MEMTRACE_COMPRESS"
 
 static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
 {
@@ -217,6 +219,8 @@ static void store(struct mt_config *cfg, const struct var *v, const char *val, u
         cfg->rules = val;
     } else if (strcmp(v->name, "LEAK_SCAN") == 0) {
         cfg->leak_scan = (uint32_t)num;
+    } else if (strcmp(v->name, "COMPRESS") == 0) {
+        cfg->compress = (uint32_t)num;
     }
 }
 
@@ -226,6 +230,7 @@ int mt_config_parse(struct mt_config *cfg, char *const *envp, char *err, size_t 
     memcpy(cfg->output, MT_DEFAULT_OUTPUT, sizeof MT_DEFAULT_OUTPUT);
     cfg->max_frames = MT_DEFAULT_MAX_FRAMES;
     cfg->buffer_bytes = MT_DEFAULT_BUFFER_BYTES;
+    cfg->compress = MT_DEFAULT_COMPRESS;
     if (envp == NULL)
         return 0;
     for (char *const *e = envp; *e; e++) {

@@ -27,6 +27,8 @@ struct mt_config {
                                  rule_set.n == 0 when unset */
     uint32_t leak_scan;       /* MEMTRACE_LEAK_SCAN: 1 keeps the live blocks and scans them at
                                  exit for the ones no pointer reaches (REACH record) */
+    uint32_t compress;        /* MEMTRACE_COMPRESS: 1 writes each thread's flushed buffer as a
+                                 zstd frame (level 1) when that makes it smaller */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"
@@ -38,6 +40,7 @@ void mt_config_forget_exec_pid(char **envp);
 #define MT_DEFAULT_OUTPUT       "memtrace.%e.%p.mtrace"
 #define MT_DEFAULT_MAX_FRAMES   64
 #define MT_DEFAULT_BUFFER_BYTES (256U << 10)
+#define MT_DEFAULT_COMPRESS     0
 
 extern struct mt_config mt_config;
 

@@ -23,6 +23,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_estimateCCtxSize, ZSTD_initStaticCCtx: no malloc */
+#include <zstd.h>
 
 #include "clock.h"
 #include "config.h"
@@ -42,6 +44,12 @@ __thread struct mt_tls mt_tls __attribute__((tls_model("initial-exec")));
 
 #define PENDING_MAX 256
 #define MARGIN      (MTF_EVENT_MAX_BYTES + MT_STACK_DEF_MAX) /* room one event may need */
+
+#define ZLEVEL     1    /* zstd level for MEMTRACE_COMPRESS=1: the fastest regular level */
+#define ZMIN_BYTES 1024 /* smaller chunks are written raw: a frame's overhead eats the gain */
+#define Z_NONE     0    /* zstate: no context yet */
+#define Z_READY    1
+#define Z_FAILED   2 /* could not map one: this buffer's chunks are written raw */
 
 struct mt_thread {
     struct mt_thread *next; /* registry link; immutable once published */
@@ -64,6 +72,9 @@ struct mt_thread {
     uint64_t gen_counts[MTF_EV_KIND_COUNT];     /* events of the current generation, per kind */
     struct mt_stack_cache cache;
     int64_t heap_cell; /* account.c's live-heap delta: written by the owner only, never reset */
+    uint32_t zstate;   /* Z_*: MEMTRACE_COMPRESS context, made at the first owner flush */
+    ZSTD_CCtx *zctx;   /* static zstd context inside zmem (never mallocs), kept on reuse */
+    uint8_t *zout;     /* compressed events, cap - 1 bytes (inside zmem) */
 };
 
 static _Atomic(struct mt_thread *) registry;
@@ -135,10 +146,45 @@ static void start_generation(struct mt_thread *t)
     memset(t->gen_counts, 0, sizeof t->gen_counts);
 }
 
+/* Map t's compression context and output buffer (MEMTRACE_COMPRESS=1), once per buffer: a
+ * static zstd context in raw mapped memory, so compressing never calls malloc. */
+static int zsetup(struct mt_thread *t)
+{
+    if (t->zstate != Z_NONE)
+        return t->zstate == Z_READY ? 0 : -1;
+    t->zstate = Z_FAILED;
+    size_t ws = (ZSTD_estimateCCtxSize(ZLEVEL) + 4095) & ~(size_t)4095;
+    size_t len = ws + (((size_t)t->cap + 4095) & ~(size_t)4095);
+    uint8_t *mem = raw_map(len);
+    if (mem == NULL)
+        return -1;
+    t->zctx = ZSTD_initStaticCCtx(mem, ws);
+    if (t->zctx == NULL) {
+        raw_unmap(mem, len);
+        return -1;
+    }
+    t->zout = mem + ws;
+    t->zstate = Z_READY;
+    return 0;
+}
+
+/* Compress `size` bytes of events with t's context into t->zout (trace-format.md §7.5).
+ * Returns the compressed size, or 0 when compression is off, fails or does not shrink them. */
+static uint32_t zpack(struct mt_thread *t, const uint8_t *events, uint32_t size)
+{
+    if (!mt_config.compress || size < ZMIN_BYTES || size > t->cap || zsetup(t) != 0)
+        return 0;
+    size_t n = ZSTD_compressCCtx(t->zctx, t->zout, size - 1, events, size, ZLEVEL);
+    return ZSTD_isError(n) ? 0 : (uint32_t)n;
+}
+
+/* Write one chunk. `z` is the calling owner's state when the events may be compressed with its
+ * context (owner flushes only: stolen and write-through chunks are written raw), else NULL. */
 static int write_chunk(struct mt_thread *t, uint32_t epoch, uint32_t offset,
                        const struct mt_enc_state *base, const struct mt_scan *sc,
-                       const uint8_t *events, uint32_t size, uint32_t flags)
+                       const uint8_t *events, uint32_t size, uint32_t flags, struct mt_thread *z)
 {
+    uint32_t packed = z != NULL ? zpack(z, events, size) : 0;
     struct mtf_chunk c;
     memset(&c, 0, sizeof c);
     c.tid = t->tid;
@@ -154,6 +200,10 @@ static int write_chunk(struct mt_thread *t, uint32_t epoch, uint32_t offset,
     c.flags = flags;
     c.events_size = size;
     struct iovec v[2] = { { &c, sizeof c }, { (void *)events, size } };
+    if (packed != 0) {
+        c.flags |= MTF_CHUNKF_ZSTD;
+        v[1] = (struct iovec){ z->zout, packed };
+    }
     atomic_fetch_add(&writes_in_flight, 1);
     int rc = mt_writer_record(MTF_REC_EVENTS, v, 2);
     atomic_fetch_sub(&writes_in_flight, 1);
@@ -205,13 +255,13 @@ static void flush_thread(struct mt_thread *t, uint32_t flags)
         }
         if (t->preinit)
             flags |= MTF_CHUNKF_PREINIT;
-        ok = write_chunk(t, t->epoch, done, &base, &sc, t->buf + done, len - done, flags) == 0;
+        ok = write_chunk(t, t->epoch, done, &base, &sc, t->buf + done, len - done, flags, t) == 0;
     } else if (flags & MTF_CHUNKF_THREAD_END) {
         /* nothing left to write, but the reader learns that the thread ended */
         struct mt_enc_state base = { t->st.ts, t->st.addr, t->st.stack };
         struct mt_scan none;
         memset(&none, 0, sizeof none);
-        ok = write_chunk(t, t->epoch, len, &base, &none, t->buf, 0, flags) == 0;
+        ok = write_chunk(t, t->epoch, len, &base, &none, t->buf, 0, flags, NULL) == 0;
     }
     if (ok)
         for (uint32_t i = 0; i < t->npending; i++)
@@ -250,7 +300,7 @@ static void steal(struct mt_thread *t)
             struct mt_enc_state at = base;
             if (mt_enc_scan(copy + done, len - done, &at, &sc) == 0)
                 (void)write_chunk(&who, epoch, done, &base, &sc, copy + done, len - done,
-                                  MTF_CHUNKF_STOLEN);
+                                  MTF_CHUNKF_STOLEN, NULL);
         }
     }
     raw_unmap(copy, map_len);
@@ -468,7 +518,7 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
         offset = mt_tls.wt_offset++;
     }
     if (write_chunk(&pseudo, epoch, offset, &base, &sc, ev, (uint32_t)(p - ev),
-                    MTF_CHUNKF_WRITETHROUGH) == 0 &&
+                    MTF_CHUNKF_WRITETHROUGH, NULL) == 0 &&
         node != NULL)
         mt_stack_mark_written(node);
 }

@@ -90,6 +90,10 @@ struct order {
     struct pool_buf *pool;
     size_t npool, pool_cap;
 
+    struct rd_inflate *zctx; /* compressed chunks: decompression context, made on first use */
+    uint8_t *zin;            /* a compressed payload read from the file */
+    size_t zin_cap;          /* bytes */
+
     uint8_t *defined; /* bitmap of stack ids defined so far */
     size_t defined_cap;
     uint64_t late_stacks;
@@ -288,31 +292,63 @@ static int thread_key(const struct order *o, struct thread *t, uint64_t *ts)
 
 /* ---- chunk payloads ------------------------------------------------------------------------- */
 
+/* Give l a buffer of at least n bytes, from the pool when one is there. */
+static int reserve(struct order *o, struct live *l, size_t n, uint64_t off)
+{
+    if (l->buf == NULL && o->npool > 0) {
+        struct pool_buf b = o->pool[--o->npool];
+        l->buf = b.p;
+        l->cap = b.cap;
+    }
+    if (l->cap < n) {
+        uint8_t *p = realloc(l->buf, n);
+        if (p == NULL)
+            return fail(o, RD_ERR_NOMEM, "offset %" PRIu64 ": out of memory for a %zu-byte chunk",
+                        off, n);
+        l->buf = p;
+        l->cap = n;
+    }
+    return 0;
+}
+
+/* Load a chunk for the merge: memory input is used in place; a file's payload is read into the
+ * live buffer; a compressed chunk (trace-format.md §7.5) is decompressed into it, so the merge
+ * holds one decompressed chunk per live cursor. */
 static int load(struct order *o, struct live *l, const struct chunk_ix *c)
 {
     const uint8_t *payload;
+    int packed = (c->flags & MTF_CHUNKF_ZSTD) != 0;
     if (o->mem != NULL) {
         payload = o->mem + c->off + MTF_RECORD_HEADER_SIZE;
     } else {
-        if (o->npool > 0) {
-            struct pool_buf b = o->pool[--o->npool];
-            l->buf = b.p;
-            l->cap = b.cap;
-        }
-        if (l->cap < c->size) {
-            uint8_t *p = realloc(l->buf, c->size);
-            if (p == NULL)
+        uint8_t *dst;
+        if (packed) {
+            if (grow(&o->zin, &o->zin_cap, c->size, 1) != 0)
                 return fail(o, RD_ERR_NOMEM,
                             "offset %" PRIu64 ": out of memory for a %u-byte chunk", c->off,
                             c->size);
-            l->buf = p;
-            l->cap = c->size;
+            dst = o->zin;
+        } else {
+            if (reserve(o, l, c->size, c->off) != 0)
+                return o->err;
+            dst = l->buf;
         }
         off_t at = (off_t)(c->off + MTF_RECORD_HEADER_SIZE);
-        ssize_t k = pread(fileno(o->f), l->buf, c->size, at);
+        ssize_t k = pread(fileno(o->f), dst, c->size, at);
         if (k != (ssize_t)c->size)
             return fail(o, RD_ERR_IO, "offset %" PRIu64 ": read failed: %s", c->off,
                         k < 0 ? strerror(errno) : "the file shrank since it was indexed");
+        payload = dst;
+    }
+    if (packed) {
+        uint32_t plain = reader_chunk_plain_size(payload, c->size);
+        if (reserve(o, l, plain, c->off) != 0)
+            return o->err;
+        if (reader_chunk_inflate(&o->zctx, payload, c->size, l->buf) != 0)
+            return fail(o, RD_ERR_CORRUPT,
+                        "offset %" PRIu64 ": compressed EVENTS record changed since it was "
+                        "indexed (or out of memory)",
+                        c->off);
         payload = l->buf;
     }
     reader_cursor_init(&l->c, payload);
@@ -614,5 +650,7 @@ void order_close(struct order *o)
     free(o->chunks);
     free(o->rix);
     free(o->defined);
+    free(o->zin);
+    reader_inflate_free(o->zctx);
     free(o);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zstd.h>
 
 #include "crc32c.h"
 #include "names.h"
@@ -80,6 +81,9 @@ struct reader {
     uint32_t reach_cap;            /* entries */
     struct mtf_segment *segs;      /* aligned copy of a module's segments */
     size_t segs_cap;               /* entries */
+    ZSTD_DCtx *zctx; /* compressed chunks (trace-format.md §7.5), made on first use */
+    uint8_t *zbuf;   /* the current compressed chunk's events, decompressed */
+    size_t zbuf_cap; /* bytes */
 };
 
 static uint16_t le16(const uint8_t *p)
@@ -377,6 +381,8 @@ void reader_close(struct reader *r)
     free(r->segs);
     free(r->reach);
     free(r->name);
+    free(r->zbuf);
+    ZSTD_freeDCtx(r->zctx);
     free(r);
 }
 
@@ -810,8 +816,44 @@ static int next_module(struct reader *r, struct rd_item *item)
     return 1;
 }
 
+/* Decompress the zstd frame of a compressed chunk (trace-format.md §7.5), `n` bytes at `src`,
+ * into `out` (events_size bytes). The payload must be exactly one frame that declares its content
+ * size and decompresses to events_size bytes. 0, or -1 with the reason in why. */
+static int inflate_events(ZSTD_DCtx *z, const uint8_t *src, size_t n, uint8_t *out,
+                          uint32_t events_size, char *why, size_t why_cap)
+{
+    unsigned long long content = ZSTD_getFrameContentSize(src, n);
+    if (content == ZSTD_CONTENTSIZE_ERROR) {
+        snprintf(why, why_cap, "the %zu compressed bytes are not a zstd frame", n);
+        return -1;
+    }
+    if (content == ZSTD_CONTENTSIZE_UNKNOWN) {
+        snprintf(why, why_cap, "the zstd frame does not give its content size");
+        return -1;
+    }
+    if (content != events_size) {
+        snprintf(why, why_cap, "the zstd frame holds %llu bytes, events_size is %u", content,
+                 events_size);
+        return -1;
+    }
+    size_t frame = ZSTD_findFrameCompressedSize(src, n);
+    if (ZSTD_isError(frame) || frame != n) {
+        snprintf(why, why_cap, "the zstd frame %s the %zu compressed bytes",
+                 ZSTD_isError(frame) ? "is cut short in" : "does not fill", n);
+        return -1;
+    }
+    size_t k = ZSTD_decompressDCtx(z, out, events_size, src, n);
+    if (ZSTD_isError(k) || k != events_size) {
+        snprintf(why, why_cap, "zstd: %s",
+                 ZSTD_isError(k) ? ZSTD_getErrorName(k) : "short decompressed content");
+        return -1;
+    }
+    return 0;
+}
+
 /* Decode a whole chunk once to validate it (event bounds, kinds, counts, first/last times), then
- * rewind the decoder so the events can be handed out one at a time. */
+ * rewind the decoder so the events can be handed out one at a time. A compressed chunk is
+ * decompressed first into r->zbuf, which then holds its events until the next record. */
 static int do_events(struct reader *r)
 {
     const uint8_t *p = r->pl;
@@ -825,22 +867,46 @@ static int do_events(struct reader *r)
     uint64_t first_ts = GET64(p, struct mtf_chunk, first_ts_ns);
     uint64_t last_ts = GET64(p, struct mtf_chunk, last_ts_ns);
     uint32_t room = r->pl_size - MTF_CHUNK_SIZE;
-    if (events_size > room)
-        return fail(r, RD_ERR_CORRUPT, r->rec_off,
-                    "EVENTS record: events_size %u exceeds the %u bytes after the chunk header",
-                    events_size, room);
-    if (check_tail(r, (uint64_t)MTF_CHUNK_SIZE + events_size, "EVENTS") != 0)
-        return r->err;
+    const uint8_t *events = p + MTF_CHUNK_SIZE;
+    int packed = (flags & MTF_CHUNKF_ZSTD) != 0;
+    if (packed) {
+        if (events_size > MTF_RECORD_MAX_SIZE - MTF_CHUNK_SIZE)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "EVENTS record: compressed events_size %u exceeds the %u-byte limit",
+                        events_size, MTF_RECORD_MAX_SIZE - MTF_CHUNK_SIZE);
+        if (r->zctx == NULL && (r->zctx = ZSTD_createDCtx()) == NULL)
+            return fail(r, RD_ERR_NOMEM, r->rec_off, "out of memory for a zstd context");
+        if (r->zbuf_cap < events_size) {
+            uint8_t *b = realloc(r->zbuf, events_size);
+            if (b == NULL)
+                return fail(r, RD_ERR_NOMEM, r->rec_off,
+                            "out of memory for a %u-byte decompressed chunk", events_size);
+            r->zbuf = b;
+            r->zbuf_cap = events_size;
+        }
+        char why[160];
+        if (inflate_events(r->zctx, events, room, r->zbuf, events_size, why, sizeof why) != 0)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record (tid %u): %s",
+                        GET32(p, struct mtf_chunk, tid), why);
+        events = r->zbuf;
+    } else {
+        if (events_size > room)
+            return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                        "EVENTS record: events_size %u exceeds the %u bytes after the chunk header",
+                        events_size, room);
+        if (check_tail(r, (uint64_t)MTF_CHUNK_SIZE + events_size, "EVENTS") != 0)
+            return r->err;
+    }
     if (serial == 0)
         return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: thread_serial is 0");
-    const uint32_t known =
-        MTF_CHUNKF_THREAD_END | MTF_CHUNKF_STOLEN | MTF_CHUNKF_WRITETHROUGH | MTF_CHUNKF_PREINIT;
+    const uint32_t known = MTF_CHUNKF_THREAD_END | MTF_CHUNKF_STOLEN | MTF_CHUNKF_WRITETHROUGH |
+                           MTF_CHUNKF_PREINIT | MTF_CHUNKF_ZSTD;
     if (r->strict && (flags & ~known))
         return fail(r, RD_ERR_CORRUPT, r->rec_off, "EVENTS record: unknown chunk flags 0x%x",
                     flags);
 
-    struct dec start = { .p = p + MTF_CHUNK_SIZE,
-                         .end = p + MTF_CHUNK_SIZE + events_size,
+    struct dec start = { .p = events,
+                         .end = events + events_size,
                          .ts = GET64(p, struct mtf_chunk, base_ts_ns),
                          .addr = GET64(p, struct mtf_chunk, base_addr),
                          .stack = GET32(p, struct mtf_chunk, base_stack) };
@@ -848,11 +914,18 @@ static int do_events(struct reader *r)
     struct rd_event ev;
     for (uint32_t i = 0; i < nevents; i++) {
         const uint8_t *at = d.p;
-        if (decode_event(&d, &ev, r->frames) != 0)
+        if (decode_event(&d, &ev, r->frames) != 0) {
+            if (packed)
+                return fail(r, RD_ERR_CORRUPT, r->rec_off,
+                            "EVENTS record (tid %u): event %u of %u at byte %zu of its "
+                            "decompressed events: %s",
+                            GET32(p, struct mtf_chunk, tid), i + 1, nevents, (size_t)(at - events),
+                            d.why);
             return fail(r, RD_ERR_CORRUPT, r->rec_off,
                         "EVENTS record (tid %u): event %u of %u at offset %" PRIu64 ": %s",
                         GET32(p, struct mtf_chunk, tid), i + 1, nevents,
                         r->rec_off + MTF_RECORD_HEADER_SIZE + (uint64_t)(at - p), d.why);
+        }
         if (i == 0 && ev.ts_ns != first_ts)
             return fail(r, RD_ERR_CORRUPT, r->rec_off,
                         "EVENTS record: first event at %" PRIu64 " ns, header says %" PRIu64,
@@ -1199,6 +1272,45 @@ void reader_cursor_init(struct rd_cursor *c, const void *payload)
     c->serial = GET32(p, struct mtf_chunk, thread_serial);
     c->offset = GET32(p, struct mtf_chunk, offset);
     c->left = GET32(p, struct mtf_chunk, nevents);
+}
+
+struct rd_inflate {
+    ZSTD_DCtx *z;
+};
+
+uint32_t reader_chunk_plain_size(const void *payload, uint32_t payload_size)
+{
+    const uint8_t *p = payload;
+    if (!(GET32(p, struct mtf_chunk, flags) & MTF_CHUNKF_ZSTD))
+        return payload_size;
+    return MTF_CHUNK_SIZE + GET32(p, struct mtf_chunk, events_size);
+}
+
+int reader_chunk_inflate(struct rd_inflate **ctx, const void *payload, uint32_t payload_size,
+                         void *out)
+{
+    const uint8_t *p = payload;
+    if (*ctx == NULL) {
+        struct rd_inflate *c = calloc(1, sizeof *c);
+        if (c == NULL || (c->z = ZSTD_createDCtx()) == NULL) {
+            free(c);
+            return -1;
+        }
+        *ctx = c;
+    }
+    char why[160];
+    memcpy(out, p, MTF_CHUNK_SIZE);
+    return inflate_events((*ctx)->z, p + MTF_CHUNK_SIZE, payload_size - MTF_CHUNK_SIZE,
+                          (uint8_t *)out + MTF_CHUNK_SIZE, GET32(p, struct mtf_chunk, events_size),
+                          why, sizeof why);
+}
+
+void reader_inflate_free(struct rd_inflate *ctx)
+{
+    if (ctx == NULL)
+        return;
+    ZSTD_freeDCtx(ctx->z);
+    free(ctx);
 }
 
 uint64_t reader_cursor_peek_ts(const struct rd_cursor *c)

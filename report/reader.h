@@ -210,8 +210,22 @@ struct rd_cursor {
     uint32_t left;                  /* events still to decode */
 };
 
-/* `payload` holds the chunk header and its events (payload_size bytes). */
+/* `payload` holds the chunk header and its events, raw: a compressed chunk's payload is given
+ * to reader_chunk_inflate() first, and its output is what the cursor reads. */
 void reader_cursor_init(struct rd_cursor *c, const void *payload);
+
+/* Compressed chunks (MTF_CHUNKF_ZSTD, trace-format.md §7.5) for callers that load validated
+ * payloads themselves (report/order.c). reader_chunk_plain_size(): bytes of the payload once
+ * decompressed (chunk header + events_size); payload_size itself for a raw chunk.
+ * reader_chunk_inflate(): write the chunk header then the decompressed events to `out`
+ * (reader_chunk_plain_size() bytes); *ctx starts NULL, is made on first use and is freed with
+ * reader_inflate_free(). 0, or -1 when out of memory or when the payload does not decompress
+ * (it validated when indexed: the file changed since). */
+struct rd_inflate;
+uint32_t reader_chunk_plain_size(const void *payload, uint32_t payload_size);
+int reader_chunk_inflate(struct rd_inflate **ctx, const void *payload, uint32_t payload_size,
+                         void *out);
+void reader_inflate_free(struct rd_inflate *ctx);
 
 /* Time of the next event (left > 0), without decoding it. */
 uint64_t reader_cursor_peek_ts(const struct rd_cursor *c);

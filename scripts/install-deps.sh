@@ -19,7 +19,7 @@ prog=install-deps.sh
 #   libunwind-dev    stack capture inside the shim (preload/unwind.c)
 #   libdw-dev        offline symbolization in memtrace-report (function, file:line, inlines)
 #   libelf-dev       ELF access used with libdw (build ids, program headers)
-#   libzstd-dev      planned: compression of event chunks
+#   libzstd-dev      compression of event chunks (MEMTRACE_COMPRESS=1) and reading them back
 #   libcriterion-dev the unit and integration test framework
 #   python3 sqlite3 git nodejs bash
 #                    real programs the integration tests run under the shim (gcc too)

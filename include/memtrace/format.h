@@ -135,10 +135,15 @@ _Static_assert(sizeof(struct mtf_segment) == MTF_SEGMENT_SIZE, "segment size");
 
 /* ---- MTF_REC_EVENTS: a chunk of one thread's events ------------------------------------------ */
 
-#define MTF_CHUNKF_THREAD_END   1 /* the thread's last buffered chunk (exit flush) */
-#define MTF_CHUNKF_STOLEN       2 /* written by another thread on this thread's behalf */
-#define MTF_CHUNKF_WRITETHROUGH 4 /* written immediately, outside the thread's buffer */
-#define MTF_CHUNKF_PREINIT      8 /* holds events from before the trace file was opened */
+#define MTF_CHUNKF_THREAD_END   1  /* the thread's last buffered chunk (exit flush) */
+#define MTF_CHUNKF_STOLEN       2  /* written by another thread on this thread's behalf */
+#define MTF_CHUNKF_WRITETHROUGH 4  /* written immediately, outside the thread's buffer */
+#define MTF_CHUNKF_PREINIT      8  /* holds events from before the trace file was opened */
+#define MTF_CHUNKF_ZSTD         16 /* events compressed: see below */
+
+/* MTF_CHUNKF_ZSTD: the payload_size - MTF_CHUNK_SIZE bytes after the chunk header are exactly
+ * one zstd frame whose content is the events_size bytes of encoded events, at most
+ * MTF_RECORD_MAX_SIZE - MTF_CHUNK_SIZE (docs/trace-format.md §7.5). */
 
 /* Events of one chunk decode from the base_* state; every chunk is decodable on its own. The
  * events of one thread are ordered by (epoch, offset) across chunks; threads are merged by
@@ -155,7 +160,8 @@ struct mtf_chunk {
     uint32_t base_stack;    /* stack id state before the first event */
     uint32_t nevents;       /* events in the chunk */
     uint32_t flags;         /* MTF_CHUNKF_* */
-    uint32_t events_size;   /* bytes of encoded events following this struct */
+    uint32_t events_size;   /* bytes of encoded events following this struct (MTF_CHUNKF_ZSTD:
+                               once decompressed) */
 };
 
 #define MTF_CHUNK_SIZE 64

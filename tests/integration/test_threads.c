@@ -16,14 +16,14 @@ TestSuite(threads, .init = h_tmpdir_setup, .fini = h_tmpdir_teardown, .timeout =
 
 #define MAX_SERIAL 512
 
-/* Run threads_churn with args under the shim; returns the path of its only trace (caller
- * frees). */
-static char *run_churn(char *const args[])
+/* Run threads_churn with args under the shim, plus the "NAME=value" entries of env (may be
+ * NULL); returns the path of its only trace (caller frees). */
+static char *run_churn_env(char *const args[], char *const env[])
 {
     char *argv[8] = { (char *)h_path("progs/threads_churn") };
     for (int i = 0; args[i] && i < 6; i++)
         argv[i + 1] = args[i];
-    struct h_run r = h_run(argv, NULL, 1, NULL, 55);
+    struct h_run r = h_run(argv, env, 1, NULL, 55);
     cr_assert(r.exited && r.status == 0, "threads_churn %s %s: %s %d, stderr:\n%s", args[0],
               args[1], r.exited ? "exit status" : "signal", r.status, r.err);
     h_run_free(&r);
@@ -31,6 +31,31 @@ static char *run_churn(char *const args[])
     size_t n = h_traces(NULL, paths, 4);
     cr_assert_eq(n, 1, "expected 1 trace file, found %zu", n);
     return paths[0];
+}
+
+static char *run_churn(char *const args[])
+{
+    return run_churn_env(args, NULL);
+}
+
+static char *const compress_env[] = { "MEMTRACE_COMPRESS=1", NULL };
+
+/* EVENTS records of `path` with the zstd flag, and all of them. */
+static void count_compressed(const char *path, uint64_t *packed, uint64_t *chunks)
+{
+    struct reader *r = NULL;
+    cr_assert_eq(reader_open(&r, path), 0, "%s: %s", path, r ? reader_error(r) : "no memory");
+    struct rd_record rec;
+    int rc;
+    *packed = *chunks = 0;
+    while ((rc = reader_next_record(r, &rec)) > 0) {
+        if (rec.type != MTF_REC_EVENTS)
+            continue;
+        ++*chunks;
+        *packed += (rec.chunk.flags & MTF_CHUNKF_ZSTD) != 0;
+    }
+    cr_assert_eq(rc, 0, "%s: %s", path, reader_error(r));
+    reader_close(r);
 }
 
 /* Per-thread-serial tallies, filled by streaming the trace. */
@@ -129,9 +154,10 @@ static void expect_complete(const char *path, int settled)
 #define CHURN_THREADS 16
 #define CHURN_PAIRS   50000
 
-Test(threads, sixteen_threads_lose_and_duplicate_no_event)
+/* 16 threads fill many buffers each: every call recorded once, under its own thread. */
+static void sixteen_threads(char *const env[])
 {
-    char *path = run_churn((char *[]){ "churn", "16", "50000", NULL });
+    char *path = run_churn_env((char *[]){ "churn", "16", "50000", NULL }, env);
     struct tally *y = malloc(sizeof *y);
     tally(path, 5000, 5000 + CHURN_THREADS, y);
     expect_complete(path, 1);
@@ -162,13 +188,31 @@ Test(threads, sixteen_threads_lose_and_duplicate_no_event)
                  "%llu malloc events from the workers, they made %d calls",
                  (unsigned long long)total, CHURN_THREADS * CHURN_PAIRS);
     free(y);
+    if (env != NULL) { /* compressed: the full buffers went out as zstd frames */
+        uint64_t packed, chunks;
+        count_compressed(path, &packed, &chunks);
+        cr_expect_geq(packed, (uint64_t)CHURN_THREADS * 2,
+                      "%llu of %llu chunks compressed, expected every full buffer's",
+                      (unsigned long long)packed, (unsigned long long)chunks);
+    }
     free(path);
 }
 
-/* 64 threads with 3 pairs each: nothing fills a buffer, everything is flushed at thread exit. */
-Test(threads, threads_exiting_with_partly_filled_buffers_keep_their_events)
+Test(threads, sixteen_threads_lose_and_duplicate_no_event)
 {
-    char *path = run_churn((char *[]){ "churn", "64", "3", NULL });
+    sixteen_threads(NULL);
+}
+
+/* The same with MEMTRACE_COMPRESS=1: exact counts from compressed chunks. */
+Test(threads, sixteen_threads_compressed_lose_and_duplicate_no_event)
+{
+    sixteen_threads(compress_env);
+}
+
+/* 64 threads with 3 pairs each: nothing fills a buffer, everything is flushed at thread exit. */
+static void partly_filled(char *const env[])
+{
+    char *path = run_churn_env((char *[]){ "churn", "64", "3", NULL }, env);
     struct tally *y = malloc(sizeof *y);
     tally(path, 5000, 5000 + 64, y);
     expect_complete(path, 1);
@@ -188,13 +232,23 @@ Test(threads, threads_exiting_with_partly_filled_buffers_keep_their_events)
     free(path);
 }
 
+Test(threads, threads_exiting_with_partly_filled_buffers_keep_their_events)
+{
+    partly_filled(NULL);
+}
+
+Test(threads, partly_filled_buffers_compressed_keep_their_events)
+{
+    partly_filled(compress_env);
+}
+
 /* A detached thread keeps allocating while main returns and exit() runs the shim's destructor:
  * the trace stays readable and complete, and nothing is written after END (the reader calls
  * any byte after END corruption). Repeated, since the window moves from run to run. */
-Test(threads, detached_thread_allocating_at_exit_leaves_complete_trace)
+static void detached_at_exit(char *const env[], int runs)
 {
-    for (int run = 0; run < 20; run++) {
-        char *path = run_churn((char *[]){ "detached", "20", NULL });
+    for (int run = 0; run < runs; run++) {
+        char *path = run_churn_env((char *[]){ "detached", "20", NULL }, env);
         struct tally *y = malloc(sizeof *y);
         tally(path, 64, 64 + 256, y);
         expect_complete(path, 0);
@@ -206,6 +260,17 @@ Test(threads, detached_thread_allocating_at_exit_leaves_complete_trace)
         free(y);
         free(path);
     }
+}
+
+Test(threads, detached_thread_allocating_at_exit_leaves_complete_trace)
+{
+    detached_at_exit(NULL, 20);
+}
+
+/* Final mode with compression on: the finisher steals (raw), the owner flushes (compressed). */
+Test(threads, detached_thread_compressed_leaves_complete_trace)
+{
+    detached_at_exit(compress_env, 10);
 }
 
 /* Blocks malloc'd by thread A and freed by thread B: each MALLOC once in A, each FREE once in

@@ -140,6 +140,7 @@ Test(format, chunk_header_matches_spec_section_7)
     cr_expect(eq(int, MTF_CHUNKF_STOLEN, 2));
     cr_expect(eq(int, MTF_CHUNKF_WRITETHROUGH, 4));
     cr_expect(eq(int, MTF_CHUNKF_PREINIT, 8));
+    cr_expect(eq(int, MTF_CHUNKF_ZSTD, 16));
 }
 
 Test(format, event_kinds_and_flags_match_spec_section_7)

@@ -1204,7 +1204,7 @@ static void b_serial_zero(struct tg_buf *t)
 }
 static void b_chunk_flags(struct tg_buf *t)
 {
-    chunk_edit(t, offsetof(struct mtf_chunk, flags), 0x10, 0);
+    chunk_edit(t, offsetof(struct mtf_chunk, flags), 0x20, 0);
 }
 static void b_chunk_short(struct tg_buf *t)
 {
@@ -1454,7 +1454,7 @@ static const struct bad_case bad_cases[] = {
     { "bytes after events_size", b_events_size_tail, RD_ERR_CORRUPT, "3 bytes after its last field",
       0 },
     { "thread_serial 0", b_serial_zero, RD_ERR_CORRUPT, "thread_serial is 0", 0 },
-    { "chunk flags", b_chunk_flags, RD_ERR_CORRUPT, "unknown chunk flags 0x10", 0 },
+    { "chunk flags", b_chunk_flags, RD_ERR_CORRUPT, "unknown chunk flags 0x20", 0 },
     { "chunk too short", b_chunk_short, RD_ERR_CORRUPT, "EVENTS record too short", 0 },
     { "loss reason", b_loss_reason, RD_ERR_CORRUPT, "LOSS record: unknown reason 9", 0 },
     { "loss tail", b_loss_tail, RD_ERR_CORRUPT, "LOSS record: 1 bytes after its last field", 0 },
