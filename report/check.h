@@ -138,14 +138,9 @@ int chk_render_sarif(FILE *out, const struct chk_run *r);
 /* One process as the summary shows it (check_text.c): JUnit failures carry the same text. */
 void chk_text_process(FILE *out, const struct chk_run *r, const struct chk_proc *p);
 
-/* JSON string (RFC 8259; bytes that are not UTF-8 as \u00XX) and XML text escaping (markup
- * characters as entities; bytes XML 1.0 cannot hold, and bytes that are not UTF-8, as '?'). */
-void chk_json_string(FILE *out, const char *s);
+/* XML text escaping (markup characters as entities; bytes XML 1.0 cannot hold, and bytes that
+ * are not UTF-8, as '?'). JSON strings: jsonstr.h. */
 void chk_xml_text(FILE *out, const char *s);
-
-/* Length of the valid UTF-8 sequence at s (at most n bytes): no overlong forms, no surrogates,
- * nothing above U+10FFFF; 0 if it is not one. */
-size_t chk_utf8_len(const unsigned char *s, size_t n);
 
 /* argv[0] is "check". Returns the exit status (CHECK_EXIT_*). */
 int check_main(int argc, char **argv);

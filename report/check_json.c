@@ -1,68 +1,15 @@
 /* `memtrace-report check --json FILE`: the gate's findings as one JSON object, schema and
- * version in docs/check-json.md. Also the JSON string escaper shared with sarif.c: strings are
- * always valid JSON and valid UTF-8 (bytes that are not UTF-8, as paths may hold, become
- * \u00XX, the byte read as Latin-1). Prints only; decides nothing.
+ * version in docs/check-json.md (strings through jsonstr.c). Prints only; decides nothing.
  */
 #include "check_json.h"
 
 #include <inttypes.h>
 #include <string.h>
 
+#include "jsonstr.h"
 #include "reader.h"
 
 #define CHECK_JSON_FORMAT_VERSION 1
-
-size_t chk_utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp, min;
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0)
-        len = 2, cp = s[0] & 0x1f, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, cp = s[0] & 0x0f, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, cp = s[0] & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-void chk_json_string(FILE *out, const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t n = strlen(str);
-    fputc('"', out);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t len = chk_utf8_len(s + i, n - i);
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", out);
-        else if (c == '\t')
-            fputs("\\t", out);
-        else if (c < 0x20 || c == 0x7f || len == 0)
-            fprintf(out, "\\u%04x", c);
-        else {
-            fwrite(s + i, 1, len, out);
-            i += len;
-            continue;
-        }
-        i++;
-    }
-    fputc('"', out);
-}
 
 /* ---- a small emitter: nesting, commas, two-space indentation --------------------------------- */
 
@@ -75,7 +22,7 @@ void jw_member(struct jw *j, const char *key)
     }
     j->first = 0;
     if (key) {
-        chk_json_string(j->out, key);
+        json_put_string(j->out, key);
         fputs(": ", j->out);
     }
 }
@@ -122,7 +69,7 @@ void jw_str(struct jw *j, const char *key, const char *s)
 {
     jw_member(j, key);
     if (s)
-        chk_json_string(j->out, s);
+        json_put_string(j->out, s);
     else
         fputs("null", j->out);
 }

@@ -1,6 +1,6 @@
 /* A small JSON writer shared by the check's JSON (check_json.c) and SARIF (sarif.c) outputs:
  * objects and arrays nest, commas and two-space indentation are tracked, strings are escaped
- * by chk_json_string. A NULL key writes a bare value (top level, array elements).
+ * by json_put_string (jsonstr.h). A NULL key writes a bare value (top level, array elements).
  */
 #ifndef MEMTRACE_REPORT_CHECK_JSON_H
 #define MEMTRACE_REPORT_CHECK_JSON_H

@@ -12,13 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonstr.h"
+
 void chk_xml_text(FILE *out, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t n = strlen(str);
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
-        size_t len = chk_utf8_len(s + i, n - i);
+        size_t len = json_utf8_len(s + i, n - i);
         switch (c) {
         case '&':
             fputs("&amp;", out);

@@ -10,68 +10,13 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "jsonstr.h"
+
 struct json {
     FILE *out;
     int depth; /* open objects */
     int first; /* nothing written yet in the innermost open object */
 };
-
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one: no overlong
- * forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp, min;
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0) {
-        len = 2, cp = s[0] & 0x1f, min = 0x80;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        len = 3, cp = s[0] & 0x0f, min = 0x800;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        len = 4, cp = s[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-static void put_string(FILE *out, const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t n = strlen(str);
-    fputc('"', out);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t len = utf8_len(s + i, n - i);
-        if (c == '"' || c == '\\') {
-            fprintf(out, "\\%c", c);
-        } else if (c == '\n') {
-            fputs("\\n", out);
-        } else if (c == '\t') {
-            fputs("\\t", out);
-        } else if (c == '\r') {
-            fputs("\\r", out);
-        } else if (c < 0x20 || len == 0) {
-            fprintf(out, "\\u%04x", c);
-        } else {
-            fwrite(s + i, 1, len, out);
-            i += len;
-            continue;
-        }
-        i++;
-    }
-    fputc('"', out);
-}
 
 /* Start a member (`key` NULL for the top-level value): comma, newline, indentation, key. */
 static void member(struct json *j, const char *key)
@@ -81,7 +26,7 @@ static void member(struct json *j, const char *key)
         fprintf(j->out, "%*s", 2 * j->depth, "");
     }
     if (key) {
-        put_string(j->out, key);
+        json_put_string(j->out, key);
         fputs(": ", j->out);
     }
     j->first = 0;
@@ -152,7 +97,7 @@ static void put_str(struct json *j, const char *key, const char *s)
         return;
     }
     member(j, key);
-    put_string(j->out, s);
+    json_put_string(j->out, s);
 }
 
 /* Nanoseconds since the trace started (0 for times before it: events recorded before the file
