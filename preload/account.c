@@ -19,6 +19,7 @@
 #include "guard.h"
 #include "log.h"
 #include "memtrace/format.h"
+#include "pages.h"
 #include "rangemap.h"
 #include "tbuf.h"
 
@@ -117,13 +118,6 @@ struct side_slot {
 static struct side_slot *side;
 static atomic_flag side_warned = ATOMIC_FLAG_INIT;
 
-static void *raw_map(size_t len, int flags)
-{
-    long p = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
-    return (p < 0 && p > -4096) ? NULL : (void *)p;
-}
-
 static size_t side_hash(uint64_t addr)
 {
     return (size_t)((addr * 0x9e3779b97f4a7c15ULL) >> (64 - SIDE_BITS));
@@ -134,12 +128,12 @@ static struct side_slot *side_table(void)
     struct side_slot *s = __atomic_load_n(&side, __ATOMIC_ACQUIRE);
     if (s != NULL)
         return s;
-    struct side_slot *mine = raw_map(SIDE_SLOTS * sizeof *mine, MAP_NORESERVE);
+    struct side_slot *mine = mt_pages_map(SIDE_SLOTS * sizeof *mine, MAP_NORESERVE);
     if (mine == NULL)
         return NULL;
     struct side_slot *expect = NULL;
     if (!__atomic_compare_exchange_n(&side, &expect, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        syscall(SYS_munmap, mine, SIDE_SLOTS * sizeof *mine);
+        mt_pages_unmap(mine, SIDE_SLOTS * sizeof *mine);
         return expect;
     }
     return mine;
@@ -201,14 +195,14 @@ static void *grow_pages(void *old, size_t old_bytes, size_t new_bytes)
 {
     void *p = NULL;
     if (new_bytes != 0) {
-        p = raw_map(new_bytes, 0);
+        p = mt_pages_map(new_bytes, 0);
         if (p == NULL)
             return NULL;
         if (old != NULL)
             memcpy(p, old, old_bytes < new_bytes ? old_bytes : new_bytes);
     }
     if (old != NULL)
-        syscall(SYS_munmap, old, old_bytes);
+        mt_pages_unmap(old, old_bytes);
     return p;
 }
 
@@ -315,24 +309,6 @@ void mt_acct_counters(struct mt_usage *u)
     mt_acct_maps_unlock(&lk);
 }
 
-/* Read a small /proc file into buf (NUL-terminated) with raw system calls. Length, or 0. */
-static size_t read_proc(const char *path, char *buf, size_t cap)
-{
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    size_t n = 0;
-    while (n + 1 < cap) {
-        long r = syscall(SYS_read, fd, buf + n, cap - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    syscall(SYS_close, fd);
-    buf[n] = '\0';
-    return n;
-}
-
 static uint64_t parse_u64(const char **p)
 {
     uint64_t v = 0;
@@ -346,7 +322,7 @@ static uint64_t parse_u64(const char **p)
 static uint64_t rss_bytes(void)
 {
     char buf[256];
-    if (read_proc("/proc/self/statm", buf, sizeof buf) == 0)
+    if (mt_read_file("/proc/self/statm", buf, sizeof buf) == 0)
         return 0;
     const char *p = buf;
     (void)parse_u64(&p); /* size */
@@ -356,7 +332,7 @@ static uint64_t rss_bytes(void)
 static uint64_t rss_peak_bytes(void)
 {
     char buf[4096];
-    if (read_proc("/proc/self/status", buf, sizeof buf) == 0)
+    if (mt_read_file("/proc/self/status", buf, sizeof buf) == 0)
         return 0;
     const char *p = strstr(buf, "VmHWM:");
     if (p == NULL)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "heapsort.h"
+#include "pages.h"
 
 #define SHARDS    64
 #define MIN_SLOTS 1024
@@ -31,19 +32,6 @@ struct shard {
 
 static struct shard shards[SHARDS];
 static atomic_int enabled;
-
-static void *map_pages(size_t len)
-{
-    long p =
-        syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p < 0 && p > -4096 ? NULL : (void *)p;
-}
-
-static void unmap_pages(void *p, size_t len)
-{
-    if (p != NULL)
-        syscall(SYS_munmap, p, len);
-}
 
 static uint64_t mix(uint64_t x)
 {
@@ -93,13 +81,13 @@ static int reserve(struct shard *s)
     size_t cap = MIN_SLOTS;
     while (cap * 6 <= (s->live + 1) * 10 * 2)
         cap *= 2;
-    struct slot *n = map_pages(cap * sizeof *n);
+    struct slot *n = mt_pages_map(cap * sizeof *n, 0);
     if (n == NULL)
         return -1;
     for (size_t i = 0; i < s->cap; i++)
         if (s->slots[i].key > DELETED)
             insert_slot(n, cap, s->slots[i].key, s->slots[i].size);
-    unmap_pages(s->slots, s->cap * sizeof *s->slots);
+    mt_pages_unmap(s->slots, s->cap * sizeof *s->slots);
     s->slots = n;
     s->cap = cap;
     s->used = s->live;
@@ -191,7 +179,7 @@ size_t mt_live_snapshot(struct mt_live_block **out)
     size_t n = 0;
     for (int i = 0; i < SHARDS; i++)
         n += shards[i].live;
-    struct mt_live_block *b = n ? map_pages(n * sizeof *b) : NULL;
+    struct mt_live_block *b = n ? mt_pages_map(n * sizeof *b, 0) : NULL;
     size_t k = 0;
     for (int i = 0; b != NULL && i < SHARDS; i++)
         for (size_t j = 0; j < shards[i].cap; j++)
@@ -208,7 +196,7 @@ size_t mt_live_snapshot(struct mt_live_block **out)
 
 void mt_live_release(struct mt_live_block *blocks, size_t n)
 {
-    unmap_pages(blocks, n * sizeof *blocks);
+    mt_pages_unmap(blocks, n * sizeof *blocks);
 }
 
 void mt_live_fork_child(void)
@@ -220,7 +208,7 @@ void mt_live_fork_child(void)
 void mt_live_reset(void)
 {
     for (int i = 0; i < SHARDS; i++) {
-        unmap_pages(shards[i].slots, shards[i].cap * sizeof(struct slot));
+        mt_pages_unmap(shards[i].slots, shards[i].cap * sizeof(struct slot));
         memset(&shards[i], 0, sizeof shards[i]);
     }
     atomic_store(&enabled, 0);

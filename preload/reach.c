@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "memtrace/format.h"
 #include "mt.h"
+#include "pages.h"
 #include "writer.h"
 
 /* ---- marking ---------------------------------------------------------------------------------
@@ -132,19 +133,6 @@ void mt_reach_classify(const struct mt_live_block *b, size_t n, const struct mt_
 /* ---- roots -----------------------------------------------------------------------------------
  */
 
-static void *map_pages(size_t len)
-{
-    long p =
-        syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p < 0 && p > -4096 ? NULL : (void *)p;
-}
-
-static void unmap_pages(void *p, size_t len)
-{
-    if (p != NULL && len != 0)
-        syscall(SYS_munmap, p, len);
-}
-
 struct region {
     uint64_t start, end;
     char perms[4];
@@ -200,20 +188,8 @@ static uint64_t hex(const char **p)
 /* Read /proc/self/maps into regions. Returns the count, or 0 on failure. */
 static size_t read_maps(struct region *reg, size_t max, char *buf, size_t cap)
 {
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (mt_read_file("/proc/self/maps", buf, cap) == 0)
         return 0;
-    size_t len = 0;
-    for (;;) {
-        long r = syscall(SYS_read, fd, buf + len, cap - 1 - len);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        if (len == cap - 1)
-            break;
-    }
-    syscall(SYS_close, fd);
-    buf[len] = 0;
     size_t n = 0;
     for (const char *p = buf; *p && n < max;) {
         struct region *g = &reg[n];
@@ -294,14 +270,8 @@ static uint64_t blocked_sp(long tid)
     while (n > 0)
         path[k++] = digits[--n];
     memcpy(path + k, "/syscall", 9);
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    if (r <= 0 || buf[0] < '0' || buf[0] > '9')
+    if (mt_read_file(path, buf, sizeof buf) == 0 || buf[0] < '0' || buf[0] > '9')
         return 0; /* "running" */
-    buf[r] = 0;
     /* the second-to-last field is the stack pointer */
     const char *fields[10];
     int nf = 0;
@@ -392,7 +362,7 @@ static int write_records(const struct mt_live_block *b, size_t n, const uint8_t 
 {
     size_t lost = res->direct_blocks + res->indirect_blocks;
     size_t batch = lost < ENTRIES_PER_RECORD ? (lost ? lost : 1) : ENTRIES_PER_RECORD;
-    struct mtf_reach_entry *e = map_pages(batch * sizeof *e);
+    struct mtf_reach_entry *e = mt_pages_map(batch * sizeof *e, 0);
     if (e == NULL)
         return -1;
     size_t i = 0, written = 0;
@@ -416,19 +386,15 @@ static int write_records(const struct mt_live_block *b, size_t n, const uint8_t 
         if (mt_writer_record(MTF_REC_REACH, v, 2) != 0)
             rc = -1;
     } while (rc == 0 && written < lost);
-    unmap_pages(e, batch * sizeof *e);
+    mt_pages_unmap(e, batch * sizeof *e);
     return rc;
 }
 
 static int count_threads(void)
 {
     char buf[4096];
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (mt_read_file("/proc/self/status", buf, sizeof buf) == 0)
         return 1;
-    long r = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    buf[r > 0 ? r : 0] = 0;
     const char *p = strstr(buf, "\nThreads:");
     if (p == NULL)
         return 1;
@@ -470,13 +436,13 @@ int mt_reach_run(mt_reach_roots_fn extra, struct mt_reach_result *res)
     size_t n = mt_live_snapshot(&b);
     if (n == 0 && mt_live_count() != 0)
         return -1;
-    char *maps = map_pages(MAPS_BYTES);
+    char *maps = mt_pages_map(MAPS_BYTES, 0);
     struct rootset rs = { 0 };
-    rs.reg = map_pages(MAX_REGIONS * sizeof *rs.reg);
-    rs.r = map_pages(MAX_ROOTS * sizeof *rs.r);
+    rs.reg = mt_pages_map(MAX_REGIONS * sizeof *rs.reg, 0);
+    rs.r = mt_pages_map(MAX_ROOTS * sizeof *rs.r, 0);
     rs.cap = MAX_ROOTS;
-    uint8_t *mark = n ? map_pages(n) : NULL;
-    size_t *work = n ? map_pages(n * sizeof *work) : NULL;
+    uint8_t *mark = n ? mt_pages_map(n, 0) : NULL;
+    size_t *work = n ? mt_pages_map(n * sizeof *work, 0) : NULL;
     int rc = -1;
     if (maps == NULL || rs.reg == NULL || rs.r == NULL || (n && (mark == NULL || work == NULL)))
         goto out;
@@ -503,11 +469,11 @@ int mt_reach_run(mt_reach_roots_fn extra, struct mt_reach_result *res)
     }
     rc = write_records(b, n, mark, res);
 out:
-    unmap_pages(work, n * sizeof *work);
-    unmap_pages(mark, n);
-    unmap_pages(rs.r, MAX_ROOTS * sizeof *rs.r);
-    unmap_pages(rs.reg, MAX_REGIONS * sizeof *rs.reg);
-    unmap_pages(maps, MAPS_BYTES);
+    mt_pages_unmap(work, n * sizeof *work);
+    mt_pages_unmap(mark, n);
+    mt_pages_unmap(rs.r, MAX_ROOTS * sizeof *rs.r);
+    mt_pages_unmap(rs.reg, MAX_REGIONS * sizeof *rs.reg);
+    mt_pages_unmap(maps, MAPS_BYTES);
     mt_live_release(b, n);
     return rc;
 }

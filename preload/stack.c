@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "mt.h"
+#include "pages.h"
 
 #define BUCKET_BITS 20
 #define NBUCKETS    (1U << BUCKET_BITS)
@@ -34,20 +35,12 @@ static unsigned char *arena;        /* node storage; offset 0 is never a node */
 static _Atomic uint64_t arena_used; /* bytes handed out */
 static _Atomic uint32_t next_id;    /* last id given */
 
-static void *raw_map(size_t len)
-{
-    /* raw syscall: the public mmap is our own hook */
-    long p = syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return (p < 0 && p > -4096) ? NULL : (void *)p;
-}
-
 int mt_stack_init(void)
 {
     if (arena != NULL)
         return 0;
-    buckets = raw_map(NBUCKETS * sizeof *buckets);
-    arena = raw_map(ARENA_BYTES);
+    buckets = mt_pages_map(NBUCKETS * sizeof *buckets, MAP_NORESERVE);
+    arena = mt_pages_map(ARENA_BYTES, MAP_NORESERVE);
     if (buckets == NULL || arena == NULL) {
         mt_log_warn("cannot reserve the stack table: events are recorded without stacks");
         return -1;
@@ -61,8 +54,8 @@ void mt_stack_reset(void)
     if (buckets == NULL || arena == NULL)
         return;
     /* A fresh bucket array is cheaper than clearing a touched one; the old one is dropped. */
-    syscall(SYS_munmap, buckets, NBUCKETS * sizeof *buckets);
-    buckets = raw_map(NBUCKETS * sizeof *buckets);
+    mt_pages_unmap(buckets, NBUCKETS * sizeof *buckets);
+    buckets = mt_pages_map(NBUCKETS * sizeof *buckets, MAP_NORESERVE);
     atomic_store(&arena_used, NODE_ALIGN);
     atomic_store(&next_id, 0);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "heapsort.h"
+#include "pages.h"
 
 enum { SLOT_EMPTY, SLOT_READY, SLOT_FAILED };
 
@@ -272,19 +273,12 @@ static uint64_t sort_unique(struct sym *v, uint64_t n)
     return k;
 }
 
-static void *map_anon(uint64_t len)
-{
-    long p =
-        syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == -1 ? NULL : (void *)p;
-}
-
 static int index_table(struct slot *s, const struct table *t)
 {
     uint64_t n = count_functions(t);
     if (n == 0)
         return -1;
-    struct sym *v = map_anon(n * sizeof *v);
+    struct sym *v = mt_pages_map(n * sizeof *v, 0);
     if (v == NULL)
         return -1;
     uint64_t k = 0;

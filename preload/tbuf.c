@@ -33,6 +33,7 @@
 #include "log.h"
 #include "memtrace/format.h"
 #include "mt.h"
+#include "pages.h"
 #include "stack.h"
 #include "unwind.h"
 #include "writer.h"
@@ -87,18 +88,6 @@ static pthread_key_t exit_key;
 static int have_key;
 
 void (*mt_tbuf_open_trace)(void);
-
-static void *raw_map(size_t len)
-{
-    long p =
-        syscall(SYS_mmap, NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return (p < 0 && p > -4096) ? NULL : (void *)p;
-}
-
-static void raw_unmap(void *p, size_t len)
-{
-    syscall(SYS_munmap, p, len);
-}
 
 static uint32_t gettid_cached(void)
 {
@@ -155,12 +144,12 @@ static int zsetup(struct mt_thread *t)
     t->zstate = Z_FAILED;
     size_t ws = (ZSTD_estimateCCtxSize(ZLEVEL) + 4095) & ~(size_t)4095;
     size_t len = ws + (((size_t)t->cap + 4095) & ~(size_t)4095);
-    uint8_t *mem = raw_map(len);
+    uint8_t *mem = mt_pages_map(len, 0);
     if (mem == NULL)
         return -1;
     t->zctx = ZSTD_initStaticCCtx(mem, ws);
     if (t->zctx == NULL) {
-        raw_unmap(mem, len);
+        mt_pages_unmap(mem, len);
         return -1;
     }
     t->zout = mem + ws;
@@ -284,7 +273,7 @@ static void steal(struct mt_thread *t)
                                  __atomic_load_n(&t->base_addr, __ATOMIC_RELAXED),
                                  __atomic_load_n(&t->base_stack, __ATOMIC_RELAXED) };
     size_t map_len = ((size_t)len + 4095) & ~(size_t)4095;
-    uint8_t *copy = raw_map(map_len);
+    uint8_t *copy = mt_pages_map(map_len, 0);
     if (copy == NULL)
         return;
     memcpy(copy, t->buf, len);
@@ -303,7 +292,7 @@ static void steal(struct mt_thread *t)
                                   MTF_CHUNKF_STOLEN, NULL);
         }
     }
-    raw_unmap(copy, map_len);
+    mt_pages_unmap(copy, map_len);
 }
 
 /* ---- thread state ------------------------------------------------------------------------ */
@@ -318,7 +307,7 @@ static struct mt_thread *thread_new(void)
     }
     uint32_t cap = mt_config.buffer_bytes ? mt_config.buffer_bytes : MT_DEFAULT_BUFFER_BYTES;
     size_t head = (sizeof(struct mt_thread) + 4095) & ~(size_t)4095;
-    unsigned char *mem = raw_map(head + cap);
+    unsigned char *mem = mt_pages_map(head + cap, 0);
     if (mem == NULL)
         return NULL;
     struct mt_thread *t = (struct mt_thread *)mem;
