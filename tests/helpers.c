@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -442,4 +443,79 @@ int h_write_file(const char *path, const void *data, size_t len)
         len -= (size_t)w;
     }
     return close(fd);
+}
+
+void h_find_source(const char *src, char *out, size_t cap)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", h_build());
+    for (;;) {
+        int n = snprintf(out, cap, "%s/tests/progs/%s", dir, src);
+        if (n > 0 && (size_t)n < cap && access(out, R_OK) == 0)
+            return;
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || slash == dir)
+            break;
+        *slash = '\0';
+    }
+    char rel[4096], abs[PATH_MAX];
+    snprintf(rel, sizeof rel, "tests/progs/%s", src);
+    cr_assert(realpath(rel, abs) != NULL && strlen(abs) < cap,
+              "fixture source tests/progs/%s not found above %s or here", src, h_build());
+    memcpy(out, abs, strlen(abs) + 1); /* absolute: the compiler runs in the tmpdir */
+}
+
+int h_have_tool(const char *name)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
+    return system(cmd) == 0;
+}
+
+char *h_python(const char *script, const char *name, const char *args)
+{
+    char spath[4300], opath[4300], cmd[13000];
+    snprintf(spath, sizeof spath, "%s/%s.py", h_tmpdir(), name);
+    snprintf(opath, sizeof opath, "%s/%s.out", h_tmpdir(), name);
+    cr_assert(h_write_file(spath, script, strlen(script)) == 0, "cannot write %s", spath);
+    snprintf(cmd, sizeof cmd, "python3 %s %s > %s", spath, args, opath);
+    cr_assert(system(cmd) == 0, "%s failed on %s", name, args);
+    size_t len;
+    char *out = h_read_file(opath, &len);
+    cr_assert(out != NULL, "cannot read %s", opath);
+    char *s = malloc(len + 2);
+    cr_assert(s != NULL, "out of memory");
+    s[0] = '\n';
+    memcpy(s + 1, out, len + 1);
+    free(out);
+    return s;
+}
+
+char *h_json_flat(const char *path)
+{
+    static const char flatten_py[] =
+        "import json, sys\n"
+        "def walk(p, v):\n"
+        "    if isinstance(v, dict):\n"
+        "        for k in v: walk(p + [k], v[k])\n"
+        "    elif isinstance(v, list):\n"
+        "        for i, x in enumerate(v): walk(p + [str(i)], x)\n"
+        "    else:\n"
+        "        print('.'.join(p) + '=' + ('null' if v is None else str(v).lower() if "
+        "isinstance(v, bool) else str(v).replace('\\n', ' ')))\n"
+        "walk([], json.load(open(sys.argv[1])))\n";
+    return h_python(flatten_py, "flatten", path);
+}
+
+const char *h_json_get(const char *flat, const char *key, char *buf, size_t cap)
+{
+    char pat[600];
+    snprintf(pat, sizeof pat, "\n%s=", key);
+    const char *p = strstr(flat, pat);
+    if (p == NULL)
+        return NULL;
+    p += strlen(pat);
+    size_t n = strcspn(p, "\n");
+    snprintf(buf, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    return buf;
 }

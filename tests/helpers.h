@@ -18,6 +18,26 @@ const char *h_build(void);
 /* h_build()/rel, in a static rotating buffer (valid for the next 8 calls). */
 const char *h_path(const char *rel);
 
+/* Absolute path of the test program source tests/progs/<src>, looked for in the tree that holds
+ * the build directory (build/, build/asan/, ...), else under the current directory; fails the
+ * test when it is in neither. For tests that compile fixtures at run time. */
+void h_find_source(const char *src, char *out, size_t cap);
+
+/* Whether `name` is a command on PATH (tests of comparisons with other tools skip without it). */
+int h_have_tool(const char *name);
+
+/* Run `python3 SCRIPT ARGS` with the script written to <tmpdir>/<name>.py; fails the test when
+ * it fails. Its stdout, after a leading "\n" (malloc'd). */
+char *h_python(const char *script, const char *name, const char *args);
+
+/* The JSON file at `path` flattened to lines "path=value" after a leading "\n"
+ * ({"a": [{"b": 1}]} gives "a.0.b=1"; null is "null", booleans true/false, newlines in strings
+ * become spaces), malloc'd; fails the test when it does not parse. */
+char *h_json_flat(const char *path);
+
+/* The value of `key` in a flattened JSON, copied to buf, or NULL when it is absent. */
+const char *h_json_get(const char *flat, const char *key, char *buf, size_t cap);
+
 /* A fresh temporary directory for this test (removed by h_tmpdir_teardown). */
 const char *h_tmpdir(void);
 void h_tmpdir_setup(void);    /* Criterion .init: creates it */

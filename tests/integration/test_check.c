@@ -22,19 +22,6 @@
 
 TestSuite(check, .init = h_tmpdir_setup, .fini = h_tmpdir_teardown, .timeout = 180);
 
-/* Flattens JSON to "path=value" lines ({"a": [{"b": 1}]} gives "a.0.b=1"; null is "null"). */
-static const char flatten_py[] =
-    "import json, sys\n"
-    "def walk(p, v):\n"
-    "    if isinstance(v, dict):\n"
-    "        for k in v: walk(p + [k], v[k])\n"
-    "    elif isinstance(v, list):\n"
-    "        for i, x in enumerate(v): walk(p + [str(i)], x)\n"
-    "    else:\n"
-    "        print('.'.join(p) + '=' + ('null' if v is None else str(v).lower() if "
-    "isinstance(v, bool) else str(v).replace('\\n', ' ')))\n"
-    "walk([], json.load(open(sys.argv[1])))\n";
-
 /* JUnit XML to lines: "suite TESTS FAILURES CASES FAILED", then "case NAME|pass" or
  * "case NAME|fail|TYPE|TEXT" (TEXT with newlines as ' / '). */
 static const char junit_py[] =
@@ -73,36 +60,10 @@ struct chk {
     char dir[4200];   /* the trace directory */
 };
 
-static int have_tool(const char *name)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
-    return system(cmd) == 0;
-}
-
-/* Run python3 SCRIPT ARGS > OUT and read OUT with a leading newline. */
-static char *python(const char *script, const char *name, const char *args)
-{
-    char spath[4300], opath[4300], cmd[13000];
-    snprintf(spath, sizeof spath, "%s/%s.py", h_tmpdir(), name);
-    snprintf(opath, sizeof opath, "%s/%s.out", h_tmpdir(), name);
-    cr_assert(eq(int, h_write_file(spath, script, strlen(script)), 0));
-    snprintf(cmd, sizeof cmd, "python3 %s %s > %s", spath, args, opath);
-    cr_assert(eq(int, system(cmd), 0), "%s failed on %s", name, args);
-    size_t len;
-    char *out = h_read_file(opath, &len);
-    cr_assert(ne(ptr, out, NULL));
-    char *s = malloc(len + 2);
-    s[0] = '\n';
-    memcpy(s + 1, out, len + 1);
-    free(out);
-    return s;
-}
-
 /* memtrace check --dir DIR --json --junit OPTS... -- CMD...; parses both outputs. */
 static void check_run(struct chk *c, char *const opts[], char *const cmd[])
 {
-    if (!have_tool("python3"))
+    if (!h_have_tool("python3"))
         cr_skip_test("python3 is not installed: cannot parse the JSON and the JUnit XML");
     static char json[4300], xml[4300];
     static int runs;
@@ -128,10 +89,10 @@ static void check_run(struct chk *c, char *const opts[], char *const cmd[])
     cr_assert(c->run.exited, "memtrace check was killed by signal %d", c->run.status);
     struct stat sb;
     cr_assert(eq(int, stat(json, &sb), 0), "no JSON written; stderr:\n%s", c->run.err);
-    c->flat = python(flatten_py, "flatten", json);
-    c->junit = python(junit_py, "junit", xml);
+    c->flat = h_json_flat(json);
+    c->junit = h_python(junit_py, "junit", xml);
     const char *xsd = getenv("MT_JUNIT_XSD");
-    if (xsd && *xsd && have_tool("xmllint")) {
+    if (xsd && *xsd && h_have_tool("xmllint")) {
         char vcmd[9000];
         snprintf(vcmd, sizeof vcmd, "xmllint --noout --schema %s %s 2>&1", xsd, xml);
         cr_expect(eq(int, system(vcmd), 0), "%s does not validate against %s", xml, xsd);
@@ -152,20 +113,12 @@ static const char *jget(const struct chk *c, const char *fmt, ...)
 {
     static char buf[8][4096];
     static int k;
-    char path[512], pat[520];
+    char path[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(path, sizeof path, fmt, ap);
     va_end(ap);
-    snprintf(pat, sizeof pat, "\n%s=", path);
-    const char *p = strstr(c->flat, pat);
-    if (p == NULL)
-        return NULL;
-    p += strlen(pat);
-    char *out = buf[k++ % 8];
-    size_t n = strcspn(p, "\n");
-    snprintf(out, sizeof buf[0], "%.*s", (int)(n < sizeof buf[0] ? n : sizeof buf[0] - 1), p);
-    return out;
+    return h_json_get(c->flat, path, buf[k++ % 8], sizeof buf[0]);
 }
 
 #define JNUM(c, ...) jnum(c, jget(c, __VA_ARGS__), #__VA_ARGS__)
@@ -607,7 +560,7 @@ static const char sarif_py[] =
 
 Test(check, sarif_has_one_result_per_leak_site_at_its_source_line)
 {
-    if (!have_tool("python3"))
+    if (!h_have_tool("python3"))
         cr_skip_test("python3 is not installed");
     char sarif[4300], want[256];
     snprintf(sarif, sizeof sarif, "%s/check.sarif", h_tmpdir());
@@ -617,7 +570,7 @@ Test(check, sarif_has_one_result_per_leak_site_at_its_source_line)
     check_run(&c, opts, cmd);
     struct site s[4];
     cr_assert(eq(sz, prog_sites(c.run.out, s, 4), 2));
-    char *lines = python(sarif_py, "sarif", sarif);
+    char *lines = h_python(sarif_py, "sarif", sarif);
     for (int i = 0; i < 2; i++) {
         snprintf(want, sizeof want, "\nmemtrace/leak tests/progs/check_leak.c %d %" PRIu64 "\n",
                  s[i].line, s[i].bytes);
@@ -635,7 +588,7 @@ Test(check, sarif_has_one_result_per_leak_site_at_its_source_line)
 
 Test(check, lost_leaks_equal_memcheck_definitely_and_indirectly_lost)
 {
-    if (!have_tool("valgrind"))
+    if (!h_have_tool("valgrind"))
         cr_skip_test("valgrind is not installed: memcheck comparison skipped");
     struct chk c;
     char *cmd[] = { (char *)h_path("progs/check_leak"), NULL };
@@ -649,7 +602,7 @@ Test(check, lost_leaks_equal_memcheck_definitely_and_indirectly_lost)
     cr_assert(eq(int, system(vcmd), 0), "%s", vcmd);
     char args[4400];
     snprintf(args, sizeof args, "%s check_leak.c", xml);
-    char *vg = python(vg_py, "vg", args);
+    char *vg = h_python(vg_py, "vg", args);
     /* ours, in memcheck's terms: one record per site and kind with bytes and blocks */
     size_t n = 0, nv = 0;
     char ours[4096] = "\n", line[256];

@@ -17,19 +17,6 @@
 
 TestSuite(report, .init = h_tmpdir_setup, .fini = h_tmpdir_teardown, .timeout = 120);
 
-/* Flattens JSON to "path=value" lines: {"a": {"b": [1]}} gives "a.b.0=1"; null is "null". */
-static const char flatten_py[] =
-    "import json, sys\n"
-    "def walk(p, v):\n"
-    "    if isinstance(v, dict):\n"
-    "        for k in v: walk(p + [k], v[k])\n"
-    "    elif isinstance(v, list):\n"
-    "        for i, x in enumerate(v): walk(p + [str(i)], x)\n"
-    "    else:\n"
-    "        print('.'.join(p) + '=' + ('null' if v is None else str(v).lower() if "
-    "isinstance(v, bool) else str(v)))\n"
-    "walk([], json.load(open(sys.argv[1])))\n";
-
 struct report {
     struct h_run text, json;
     char *flat; /* flattened JSON, "\npath=value\n" lines (leading newline added) */
@@ -53,15 +40,7 @@ static uint64_t prog_num(const char *out, const char *key, int which)
 /* Value of `path` in the flattened JSON, or NULL. */
 static const char *jget(const struct report *r, const char *path, char *buf, size_t cap)
 {
-    char pat[256];
-    snprintf(pat, sizeof pat, "\n%s=", path);
-    const char *p = strstr(r->flat, pat);
-    if (p == NULL)
-        return NULL;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\n");
-    snprintf(buf, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
-    return buf;
+    return h_json_get(r->flat, path, buf, cap);
 }
 
 static uint64_t jnum(const struct report *r, const char *path)
@@ -70,13 +49,6 @@ static uint64_t jnum(const struct report *r, const char *path)
     const char *v = jget(r, path, buf, sizeof buf);
     cr_assert(ne(ptr, (void *)v, NULL), "no %s in the JSON", path);
     return strtoull(v, NULL, 10);
-}
-
-static int have_tool(const char *name)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
-    return system(cmd) == 0;
 }
 
 /* Run `prog` (build/progs/NAME) under the shim, then memtrace-report (text and --json) on its
@@ -97,23 +69,12 @@ static struct h_run run_traced(const char *prog, char *extra, struct report *r)
     cr_assert(r->json.exited && r->json.status == 0, "report --json: %s", r->json.err);
     h_free_paths(paths, 1);
 
-    if (!have_tool("python3"))
+    if (!h_have_tool("python3"))
         cr_skip_test("python3 is not installed: cannot parse the JSON");
-    char jpath[4200], pypath[4200], cmd[13000];
+    char jpath[4200];
     snprintf(jpath, sizeof jpath, "%s/report.json", h_tmpdir());
-    snprintf(pypath, sizeof pypath, "%s/flatten.py", h_tmpdir());
     cr_assert(eq(int, h_write_file(jpath, r->json.out, r->json.out_len), 0));
-    cr_assert(eq(int, h_write_file(pypath, flatten_py, strlen(flatten_py)), 0));
-    snprintf(cmd, sizeof cmd, "python3 %s %s > %s.flat", pypath, jpath, jpath);
-    cr_assert(eq(int, system(cmd), 0), "the JSON does not parse:\n%s", r->json.out);
-    snprintf(cmd, sizeof cmd, "%s.flat", jpath);
-    size_t len;
-    char *flat = h_read_file(cmd, &len);
-    cr_assert(ne(ptr, flat, NULL));
-    r->flat = malloc(len + 2);
-    r->flat[0] = '\n';
-    memcpy(r->flat + 1, flat, len + 1);
-    free(flat);
+    r->flat = h_json_flat(jpath);
     for (size_t n = h_traces("t.", paths, 4), i = 0; i < n; i++)
         unlink(paths[i]);
     return run;
@@ -250,7 +211,7 @@ static double heaptrack_bytes(const char *s, double *unit)
 
 Test(report, peak_heap_agrees_with_heaptrack)
 {
-    if (!have_tool("heaptrack") || !have_tool("heaptrack_print"))
+    if (!h_have_tool("heaptrack") || !h_have_tool("heaptrack_print"))
         cr_skip_test("heaptrack or heaptrack_print is not installed");
     /* heaptrack's preload library links libstdc++, whose 72704-byte emergency pool is then live
      * from start: preload libstdc++ in our run too, so both see the same process */
@@ -321,7 +282,7 @@ static int has_func(const struct vg_lost *v, const char *f)
 
 Test(report, leaks_agree_with_valgrind_definitely_lost)
 {
-    if (!have_tool("valgrind"))
+    if (!h_have_tool("valgrind"))
         cr_skip_test("valgrind is not installed");
     struct report r;
     struct h_run run = run_traced("progs/report_known", NULL, &r);

@@ -69,35 +69,13 @@ static void run_ok(char *const argv[])
     h_run_free(&r);
 }
 
-/* tests/progs/<src> in the tree that holds the build directory (build/, build/asan/, ...), else
- * under the current directory. */
-static void find_source(const char *src, char *out, size_t cap)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", h_build());
-    for (;;) {
-        int n = snprintf(out, cap, "%s/tests/progs/%s", dir, src);
-        if (n > 0 && (size_t)n < cap && access(out, R_OK) == 0)
-            return;
-        char *slash = strrchr(dir, '/');
-        if (slash == NULL || slash == dir)
-            break;
-        *slash = '\0';
-    }
-    char rel[4096], abs[PATH_MAX];
-    snprintf(rel, sizeof rel, "tests/progs/%s", src);
-    cr_assert(realpath(rel, abs) != NULL && strlen(abs) < cap,
-              "fixture source tests/progs/%s not found above %s or here", src, h_build());
-    memcpy(out, abs, strlen(abs) + 1); /* absolute: the compiler runs in the tmpdir */
-}
-
 /* Compile tests/progs/<src> with -g -O2 (plus `define`, may be NULL) into the tmpdir as `out`. */
 static const char *compile(const char *compiler, const char *src, const char *out,
                            const char *define)
 {
     const char *exe = tmp_file(out);
     char srcpath[4096];
-    find_source(src, srcpath, sizeof srcpath);
+    h_find_source(src, srcpath, sizeof srcpath);
     char *argv[] = { (char *)compiler, "-g",           "-O2", "-D_GNU_SOURCE", "-o", (char *)exe,
                      srcpath,          (char *)define, NULL };
     run_ok(argv);

@@ -50,33 +50,12 @@ static const char *tmp_file(const char *name)
     return p;
 }
 
-/* tests/progs/<src> in the tree holding the build directory, else under the current one. */
-static void find_source(const char *src, char *out, size_t cap)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", h_build());
-    for (;;) {
-        int n = snprintf(out, cap, "%s/tests/progs/%s", dir, src);
-        if (n > 0 && (size_t)n < cap && access(out, R_OK) == 0)
-            return;
-        char *slash = strrchr(dir, '/');
-        if (slash == NULL || slash == dir)
-            break;
-        *slash = '\0';
-    }
-    char rel[4096], abs[PATH_MAX];
-    snprintf(rel, sizeof rel, "tests/progs/%s", src);
-    cr_assert(realpath(rel, abs) != NULL && strlen(abs) < cap,
-              "fixture source tests/progs/%s not found above %s or here", src, h_build());
-    memcpy(out, abs, strlen(abs) + 1);
-}
-
 /* Compile librules_png.c into the tmpdir as `name`; `extra` (may be NULL): -s or a -D. */
 static const char *build_lib(const char *name, const char *extra)
 {
     const char *out = tmp_file(name);
     char src[4096];
-    find_source("librules_png.c", src, sizeof src);
+    h_find_source("librules_png.c", src, sizeof src);
     char *argv[] = { "cc", "-O2",       "-g", "-fPIC",       "-shared",
                      "-o", (char *)out, src,  (char *)extra, NULL };
     struct h_run r = h_run(argv, NULL, 0, NULL, 60);
