@@ -143,7 +143,7 @@ MT_EXPORT void free(void *ptr)
     /* Recorded and uncounted before calling the real free: once it returns, another thread can
      * be handed the same address, and its MALLOC must not sort ahead of this FREE
      * (trace-format.md §10). */
-    uint64_t ts = mt_clock_ns();
+    uint64_t ts = mt_clock_ns_early();
     if (ptr != NULL) {
         mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 0);
         mt_live_take((uintptr_t)ptr, NULL);
@@ -245,7 +245,7 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
 {
     if (MT_UNLIKELY(mt_guard_active()))
         return nested_realloc(kind, ptr, size, nmemb, elsize, caller);
-    uint64_t t0 = mt_clock_ns();
+    uint64_t t0 = mt_clock_ns_early();
     mt_guard_set(MT_IN_HOOK);
     uint32_t old_cls = ptr != NULL ? mt_acct_block_class(ptr) : MTF_CLASS_HEAP;
     uint64_t old_u = usable(ptr);

@@ -140,7 +140,7 @@ MT_EXPORT int munmap(void *addr, size_t len)
     const void *caller = __builtin_return_address(0);
     if (not_the_programs(nested_call, caller))
         return mt_real.munmap(addr, len);
-    uint64_t ts = mt_clock_ns();
+    uint64_t ts = mt_clock_ns_early();
     uint32_t saved = mt_tls.in;
     if (!nested_call)
         mt_guard_set(MT_IN_REAL);
@@ -189,7 +189,7 @@ MT_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
     const void *caller = __builtin_return_address(0);
     if (not_the_programs(nested_call, caller))
         return mt_real.mremap(old, old_len, new_len, flags, want);
-    uint64_t t0 = mt_clock_ns();
+    uint64_t t0 = mt_clock_ns_early();
     uint32_t saved = mt_tls.in;
     struct mt_stack_node *node = nested_call ? NULL : MT_TBUF_CAPTURE;
     struct mt_acct_lock lk;

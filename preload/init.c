@@ -13,6 +13,7 @@
 
 #include "account.h"
 #include "classify.h"
+#include "clock.h"
 #include "config.h"
 #include "guard.h"
 #include "hooks.h"
@@ -46,6 +47,7 @@ void mt_init_early(void)
     mt_real_init();
     if (!mt_real.ready || atomic_exchange(&early_done, 1))
         return;
+    mt_clock_init();
     mt_stack_init();
     mt_unwind_init();
 }

@@ -62,12 +62,29 @@ void mt_stack_reset(void)
 
 static uint64_t hash_frames(const uint64_t *f, uint32_t n, int trunc)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n ^ ((uint64_t)trunc << 32);
-    for (uint32_t i = 0; i < n; i++) {
-        h ^= f[i];
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
+    /* Four independent lanes: a single multiply chain costs its latency on every frame (it was
+     * 10% of the shim's time on a 15-frame stack); four chains overlap. */
+    uint64_t a = 0x9e3779b97f4a7c15ULL ^ n, b = 0x2545f4914f6cdd1dULL ^ ((uint64_t)trunc << 32);
+    uint64_t c = 0x61c8864680b583ebULL, d = 0x94d049bb133111ebULL;
+    const uint64_t m = 0xff51afd7ed558ccdULL;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a = (a ^ f[i]) * m;
+        b = (b ^ f[i + 1]) * m;
+        c = (c ^ f[i + 2]) * m;
+        d = (d ^ f[i + 3]) * m;
+        a ^= a >> 29;
+        b ^= b >> 29;
+        c ^= c >> 29;
+        d ^= d >> 29;
     }
+    for (; i < n; i++) {
+        a = (a ^ f[i]) * m;
+        a ^= a >> 29;
+    }
+    uint64_t h =
+        a ^ (b * 0x9e3779b97f4a7c15ULL) ^ ((c << 21) | (c >> 43)) ^ ((d << 42) | (d >> 22));
+    h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 29;
     return h | 1; /* never 0: cache slots use 0 for empty */

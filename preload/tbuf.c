@@ -438,6 +438,15 @@ static uint8_t *put_stack_def(uint8_t *p, struct mt_enc_state *s, uint64_t ts,
 static uint8_t *put_fields(uint8_t *p, struct mt_enc_state *s, unsigned kind,
                            const uint64_t *fields, uint32_t stack)
 {
+    /* the two kinds of nearly every event, spelled out; the layout string for the rest */
+    if (MT_LIKELY(kind == MTF_EV_FREE))
+        return mt_put_addr(p, s, fields[0]);
+    if (MT_LIKELY(kind == MTF_EV_MALLOC)) {
+        p = mt_put_addr(p, s, fields[0]);
+        p = mt_put_varint(p, fields[1]);
+        p = mt_put_varint(p, fields[2]);
+        return mt_put_stack(p, s, stack);
+    }
     const char *lay = mt_enc_layout[kind];
     for (int i = 0; *lay; lay++) {
         if (*lay == 'a')
@@ -456,9 +465,19 @@ static uint8_t *put_fields(uint8_t *p, struct mt_enc_state *s, unsigned kind,
     return p;
 }
 
+/* Kinds whose layout has a stack field ('s'): a bit per kind, so the check costs no strchr. */
+static uint32_t stack_kinds;
+
 static int has_stack(unsigned kind)
 {
-    return strchr(mt_enc_layout[kind], 's') != NULL;
+    if (MT_UNLIKELY(stack_kinds == 0)) {
+        uint32_t k = 0;
+        for (unsigned i = 0; i < MTF_EV_KIND_COUNT; i++)
+            if (mt_enc_layout[i] != NULL && strchr(mt_enc_layout[i], 's') != NULL)
+                k |= 1U << i;
+        __atomic_store_n(&stack_kinds, k, __ATOMIC_RELAXED);
+    }
+    return (__atomic_load_n(&stack_kinds, __ATOMIC_RELAXED) >> kind) & 1;
 }
 
 /* Encode one event (and a stack definition when needed) into a private buffer and write it as

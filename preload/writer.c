@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "crc32c.h"
 #include "log.h"
 #include "memtrace/format.h"
@@ -318,7 +319,7 @@ int mt_writer_open(const char *pattern, uint32_t origin, uint32_t max_frames)
     h.origin = origin;
     h.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
     h.start_realtime_ns = now_ns(CLOCK_REALTIME);
-    h.start_monotonic_ns = now_ns(CLOCK_MONOTONIC);
+    h.start_monotonic_ns = mt_clock_ns(); /* the events' clock (clock.h) */
     h.max_frames = max_frames;
     h.pointer_size = sizeof(void *);
     struct iovec v = { &h, sizeof h };
