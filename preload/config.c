@@ -190,12 +190,13 @@ static const struct var vars[] = {
     { "RULES", K_TEXT, 0, 0, "classification rules" },
     { "LEAK_SCAN", K_UINT, 0, 1, "0 or 1" },
     { "COMPRESS", K_UINT, 0, 1, "0 or 1" },
+    { "UNWIND_VERIFY", K_UINT, 0, 1, "0 or 1" },
 };
 
 #define KNOWN_NAMES                                                                                \
     "MEMTRACE_OUTPUT, MEMTRACE_DEPTH, MEMTRACE_BUFFER, MEMTRACE_HEAP_LIMIT, "                      \
     "MEMTRACE_EXTERNAL_LIMIT, MEMTRACE_ON_LIMIT, MEMTRACE_INTERVAL, MEMTRACE_RULES, "              \
-    "MEMTRACE_COMPRESS"
+    "MEMTRACE_COMPRESS, MEMTRACE_UNWIND_VERIFY"
 
 static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
 {
@@ -221,6 +222,8 @@ static void store(struct mt_config *cfg, const struct var *v, const char *val, u
         cfg->leak_scan = (uint32_t)num;
     } else if (strcmp(v->name, "COMPRESS") == 0) {
         cfg->compress = (uint32_t)num;
+    } else if (strcmp(v->name, "UNWIND_VERIFY") == 0) {
+        cfg->unwind_verify = (uint32_t)num;
     }
 }
 

@@ -29,6 +29,8 @@ struct mt_config {
                                  exit for the ones no pointer reaches (REACH record) */
     uint32_t compress;        /* MEMTRACE_COMPRESS: 1 writes each thread's flushed buffer as a
                                  zstd frame (level 1) when that makes it smaller */
+    uint32_t unwind_verify;   /* MEMTRACE_UNWIND_VERIFY: 1 runs libunwind next to the CFI walker
+                                 on every capture and aborts on any difference (unwind.c) */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"

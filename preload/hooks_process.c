@@ -16,6 +16,7 @@
 #include "memtrace/format.h"
 #include "modules.h"
 #include "reach.h"
+#include "unwind.h"
 #include "writer.h"
 
 static void event0(unsigned kind, unsigned flags, const uint64_t *f)
@@ -258,8 +259,10 @@ MT_EXPORT int dlclose(void *handle)
     if (mt_hook_ready() != 0)
         return -1;
     int rc = mt_real.dlclose(handle);
-    if (rc == 0)
+    if (rc == 0) {
+        mt_unwind_forget(); /* another object may be mapped where this one was */
         after_dl_change();
+    }
     return rc;
 }
 
