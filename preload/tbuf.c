@@ -72,6 +72,8 @@ struct mt_thread {
     struct mt_stack_node *pending[PENDING_MAX]; /* defined in this generation, not yet marked */
     uint64_t gen_counts[MTF_EV_KIND_COUNT];     /* events of the current generation, per kind */
     struct mt_stack_cache cache;
+    struct mt_unwind_memo memo;      /* the thread's previous stack walk (unwind.h) */
+    struct mt_stack_node *last_node; /* what that walk's frames interned to */
     int64_t heap_cell; /* account.c's live-heap delta: written by the owner only, never reset */
     uint32_t zstate;   /* Z_*: MEMTRACE_COMPRESS context, made at the first owner flush */
     ZSTD_CCtx *zctx;   /* static zstd context inside zmem (never mallocs), kept on reuse */
@@ -338,6 +340,8 @@ static void thread_adopt(struct mt_thread *t)
     t->rounds = 0;
     t->preinit = !mt_writer_ok() && !mt_writer_failed();
     mt_stack_cache_clear(&t->cache);
+    mt_unwind_memo_clear(&t->memo);
+    t->last_node = NULL;
     start_generation(t);
 }
 
@@ -399,15 +403,23 @@ static void thread_exit(void *arg)
 
 /* ---- recording ----------------------------------------------------------------------------- */
 
-static struct mt_stack_node *capture(struct mt_stack_cache *cache)
+static struct mt_stack_node *capture(struct mt_thread *t)
 {
+    struct mt_stack_cache *cache = t != NULL ? &t->cache : NULL;
     uint64_t frames[MTF_MAX_FRAMES_LIMIT];
     int trunc = 0;
     uint32_t saved = mt_tls.in;
     mt_guard_set(MT_IN_SHIM); /* libunwind may mmap or malloc: those calls are ours */
     uint32_t max = mt_config.max_frames ? mt_config.max_frames : MT_DEFAULT_MAX_FRAMES;
-    uint32_t n = mt_unwind_capture(frames, max, &trunc);
-    struct mt_stack_node *node = mt_stack_intern(cache, frames, n, trunc, NULL);
+    uint32_t n = mt_unwind_capture_memo(frames, max, &trunc, t != NULL ? &t->memo : NULL);
+    struct mt_stack_node *node;
+    if (t != NULL && t->memo.same && t->last_node != NULL) {
+        node = t->last_node; /* the walk proved the frames equal to the last capture's */
+    } else {
+        node = mt_stack_intern(cache, frames, n, trunc, NULL);
+        if (t != NULL)
+            t->last_node = node;
+    }
     mt_guard_set(saved);
     return node;
 }
@@ -416,7 +428,7 @@ struct mt_stack_node *mt_tbuf_capture(void)
 {
     struct mt_thread *t =
         atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL : thread_get();
-    return capture(t != NULL ? &t->cache : NULL);
+    return capture(t);
 }
 
 static uint8_t *put_stack_def(uint8_t *p, struct mt_enc_state *s, uint64_t ts,
@@ -563,7 +575,7 @@ void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t
     uint32_t stack = 0;
     if (has_stack(kind)) {
         if (node == MT_TBUF_CAPTURE)
-            node = capture(&t->cache);
+            node = capture(t);
         if (node != NULL) {
             stack = mt_stack_id(node);
             /* mark = generation + 1 in which this thread defined the stack; a node captured

@@ -319,16 +319,72 @@ static MT_NOINLINE void learn_stack(uintptr_t sp)
 
 #define MIN_PC 0x4000 /* libunwind's fast trace stops at a smaller return address (Gtrace.c) */
 
+/* The previous walk (memo->rec[memo->cur], pn records) passed through the same pc and sp at its
+ * record k as the walk under way at its record j (with rbp `bp`): everything it did from there
+ * on depended only on those registers, on the rules (same cache generation) and on the stack
+ * words it read. If every one of those words that mattered still holds what it read, the rest of
+ * this walk would be the same, so it is copied instead of walked. rbp matters only where a
+ * frame's CFA was computed from it before another frame restored it from the stack: code
+ * without frame pointers keeps data in rbp, and two walks through the same frames often differ
+ * only there. Returns the total count of return addresses in raw[], or -1 when a word that
+ * mattered changed or the copy cannot stand for the walk (the walk then goes on). */
+static int reuse(struct mt_unwind_memo *memo, uint32_t k, uint32_t j, uintptr_t bp, void **raw,
+                 int want, uintptr_t lo, uintptr_t hi)
+{
+    const struct mt_unwind_rec *prev = memo->rec[memo->cur];
+    struct mt_unwind_rec *next = memo->rec[memo->cur ^ 1];
+    uint32_t pn = memo->nrec;
+    /* A walk cut at the depth limit says nothing about frames beyond it: it can stand for this
+     * one only if this one reaches the limit no later. */
+    if (!memo->natural && j < k)
+        return -1;
+    uintptr_t diff = 0;
+    int need = 0; /* whether rbp on leaving record i (entering i + 1) mattered */
+    for (uint32_t i = pn; i-- > k;) {
+        const struct mt_unwind_rec *r = &prev[i];
+        if (MT_UNLIKELY(r->ra_at < lo || r->ra_at > hi - 8))
+            return -1;
+        diff |= *(const uintptr_t *)r->ra_at ^ r->ra;
+        if (r->bp_at != 0) {
+            if (need) {
+                if (MT_UNLIKELY(r->bp_at < lo || r->bp_at > hi - 8))
+                    return -1;
+                diff |= *(const uintptr_t *)r->bp_at ^ r->bp_to;
+            }
+            need = 0; /* rbp on entering this record is not what the walk goes on with */
+        }
+        need |= (int)r->cfa_bp;
+    }
+    if (diff != 0 || (need && bp != prev[k].bp))
+        return -1;
+    uint32_t n = j + (memo->nout - k), nrec = j + (pn - k), natural = memo->natural;
+    if (n > (uint32_t)want) {
+        n = nrec = (uint32_t)want;
+        natural = 0;
+    }
+    for (uint32_t i = j; i < n; i++)
+        raw[i] = (void *)prev[k + (i - j)].ra;
+    memcpy(&next[j], &prev[k], (size_t)(nrec - j) * sizeof *next);
+    memo->same = j == 0 && k == 0 && n == memo->nout;
+    memo->nrec = nrec;
+    memo->nout = n;
+    memo->natural = natural;
+    return (int)n;
+}
+
 /* Fill raw[] like unw_backtrace(raw, want) would when called from the same place: return
  * addresses from the caller of this function outwards. Returns the count, or -1 when any frame
- * is not modelled or anything is in doubt: then nothing it wrote may be used. */
-static MT_NOINLINE int cfi_backtrace(void **raw, int want)
+ * is not modelled or anything is in doubt: then nothing it wrote may be used. With a memo, each
+ * frame is recorded, and the walk stops re-reading the stack where it meets the previous one. */
+static MT_NOINLINE int cfi_backtrace(void **raw, int want, struct mt_unwind_memo *memo)
 {
     uintptr_t pc, sp, bp;
     /* One asm block: pc is the address of the mov that reads rsp, so the CFI row at pc describes
      * exactly the register values read here. */
     __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2"
                      : "=r"(pc), "=r"(sp), "=r"(bp));
+    if (memo != NULL)
+        memo->same = 0;
     if (MT_UNLIKELY(cache == NULL))
         return -1;
     uint64_t gen = atomic_load_explicit(&cache_gen, memory_order_acquire);
@@ -340,13 +396,59 @@ static MT_NOINLINE int cfi_backtrace(void **raw, int want)
     const uintptr_t lo = sp, hi = stack_bounds.hi;
     if (MT_UNLIKELY(sp < stack_bounds.lo || sp >= hi))
         return -1; /* a signal stack, a coroutine, or no bounds: libunwind copes */
-    int n = 0;
+    const struct mt_unwind_rec *prev = NULL;
+    struct mt_unwind_rec *next = NULL;
+    uint32_t pk = 0, pn = 0;
+    if (memo != NULL) {
+        if (MT_UNLIKELY(memo->l0_gen != gen + 1)) {
+            /* a dlclose since: tags repeat every 65536 generations, entries must not */
+            memset(memo->l0_key, 0, sizeof memo->l0_key);
+            memo->l0_gen = gen + 1;
+        }
+        if (memo->gen == gen + 1 && memo->want == (uint32_t)want) {
+            prev = memo->rec[memo->cur];
+            pn = memo->nrec;
+        }
+        next = memo->rec[memo->cur ^ 1];
+    }
+    int n = 0, natural = 0;
+    uint32_t f = 0;    /* frames walked (records written) */
     uintptr_t adj = 0; /* 1 once pc is a return address: look up the call, not what follows */
     while (n < want) {
-        uint64_t v = rule_for(pc - adj, tag);
+        if (prev != NULL) {
+            /* the previous walk's frames lie at increasing sp: find one at ours */
+            while (pk < pn && prev[pk].sp < sp)
+                pk++;
+            if (pk < pn && prev[pk].sp == sp && prev[pk].pc == pc && (pk == 0) == (f == 0)) {
+                int got = reuse(memo, pk, f, bp, raw, want, lo, hi);
+                if (got >= 0) {
+                    n = got;
+                    goto done;
+                }
+                prev = NULL; /* the stack changed under the old walk: walk the rest */
+            }
+        }
+        uint64_t v;
+        uintptr_t at_pc = pc - adj;
+        if (memo != NULL && MT_LIKELY(at_pc >> TAG_SHIFT == 0)) {
+            uint32_t h = (uint32_t)(at_pc ^ (at_pc >> 9)) & (MT_UNWIND_L0_SLOTS - 1);
+            if (memo->l0_key[h] == (at_pc | tag)) {
+                v = memo->l0_val[h];
+            } else {
+                v = rule_for(at_pc, tag);
+                if (v != 0) {
+                    memo->l0_key[h] = at_pc | tag;
+                    memo->l0_val[h] = v;
+                }
+            }
+        } else {
+            v = rule_for(at_pc, tag);
+        }
         uint32_t kind = (uint32_t)(v & V_KIND_MASK);
-        if (kind == MT_CFI_END)
+        if (kind == MT_CFI_END) {
+            natural = 1;
             break;
+        }
         if (MT_UNLIKELY(kind != MT_CFI_STANDARD))
             return -1;
         uintptr_t cfa =
@@ -356,23 +458,54 @@ static MT_NOINLINE int cfi_backtrace(void **raw, int want)
         if (MT_UNLIKELY(cfa <= sp || cfa > hi || cfa - 8 < lo))
             return -1;
         uintptr_t ra = *(const uintptr_t *)(cfa - 8);
+        uintptr_t at = 0, caller_bp = bp;
         if (v & V_RBP_CFA) {
-            uintptr_t at = cfa + (uintptr_t)(intptr_t)(int16_t)(v >> V_RBP_SHIFT);
+            at = cfa + (uintptr_t)(intptr_t)(int16_t)(v >> V_RBP_SHIFT);
             if (MT_UNLIKELY(at < lo || at > hi - 8))
                 return -1;
-            bp = *(const uintptr_t *)at;
+            caller_bp = *(const uintptr_t *)at;
         }
+        if (next != NULL)
+            next[f] = (struct mt_unwind_rec){ pc, sp, bp,        cfa - 8,
+                                              ra, at, caller_bp, (v & V_CFA_RBP) != 0 };
+        f++;
+        bp = caller_bp;
         sp = cfa;
-        if (ra < MIN_PC)
+        if (ra < MIN_PC) {
+            natural = 1;
             break;
+        }
         raw[n++] = (void *)ra;
         pc = ra;
         adj = 1;
     }
+    if (memo != NULL) {
+        memo->same = 0;
+        memo->nrec = f;
+        memo->nout = (uint32_t)n;
+        memo->natural = (uint32_t)natural;
+    }
+done:
     atomic_thread_fence(memory_order_acquire);
-    if (MT_UNLIKELY(atomic_load_explicit(&cache_gen, memory_order_relaxed) != gen))
+    if (MT_UNLIKELY(atomic_load_explicit(&cache_gen, memory_order_relaxed) != gen)) {
+        if (memo != NULL)
+            memo->gen = memo->same = 0;
         return -1; /* a dlclose cleared the cache while we read it */
+    }
+    if (memo != NULL) {
+        memo->gen = gen + 1;
+        memo->want = (uint32_t)want;
+        memo->cur ^= 1;
+    }
     return n;
+}
+
+void mt_unwind_memo_clear(struct mt_unwind_memo *memo)
+{
+    memset(memo->l0_key, 0, sizeof memo->l0_key);
+    memo->l0_gen = 0;
+    memo->gen = memo->same = 0;
+    memo->nrec = memo->nout = 0;
 }
 
 /* ---- capture ------------------------------------------------------------------------------- */
@@ -459,7 +592,8 @@ __attribute__((destructor)) static void verify_summary(void)
     mt_log_raw(line, len);
 }
 
-uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
+uint32_t mt_unwind_capture_memo(uint64_t *frames, uint32_t max, int *trunc,
+                                struct mt_unwind_memo *memo)
 {
     void *raw[RAW_MAX];
     uint32_t want = max + SLACK + 1;
@@ -467,7 +601,7 @@ uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
         want = RAW_MAX;
     /* Both unwinders are called from here, so their first frame is the same return address
      * into this function (a shim frame, dropped) and their depth limits line up. */
-    int got = cfi_backtrace(raw, (int)want);
+    int got = cfi_backtrace(raw, (int)want, memo);
     if (MT_UNLIKELY(mt_config.unwind_verify)) {
         void *ref[RAW_MAX];
         int ref_got = unw_backtrace(ref, (int)want);
@@ -477,9 +611,16 @@ uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
         return keep(ref, ref_got, want, frames, max, trunc);
     }
     if (got < 0) {
+        if (memo != NULL)
+            memo->gen = memo->same = 0; /* the memo must describe the last capture or none */
         got = unw_backtrace(raw, (int)want);
         if (got < 0)
             got = 0;
     }
     return keep(raw, got, want, frames, max, trunc);
+}
+
+uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
+{
+    return mt_unwind_capture_memo(frames, max, trunc, NULL);
 }

@@ -18,6 +18,42 @@ void mt_unwind_init(void);
  * guard must be MT_IN_SHIM (a thread's first capture, and libunwind, may allocate). */
 uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc);
 
+/* The previous walk of one thread, kept so the next capture re-walks only what changed
+ * (docs/unwinding.md §5). Each record is one frame: the registers the walk had there and the
+ * two stack words it read to leave it. Double-buffered: the walk under way writes one half. */
+#define MT_UNWIND_MEMO_MAX (256 + 8 + 1) /* the walk's own depth limit (unwind.c RAW_MAX) */
+#define MT_UNWIND_L0_SLOTS 512           /* power of two */
+
+struct mt_unwind_rec {
+    uintptr_t pc, sp, bp;   /* registers on entering the frame (pc as walked: not yet - 1) */
+    uintptr_t ra_at, ra;    /* where the return address was read, and its value */
+    uintptr_t bp_at, bp_to; /* where the caller's rbp was read (0: not saved), and its value */
+    uintptr_t cfa_bp;       /* 1: the frame's CFA was computed from rbp */
+};
+
+struct mt_unwind_memo {
+    uint64_t gen;     /* rule-cache generation + 1 of the walk kept in rec[cur]; 0: none */
+    uint32_t cur;     /* the half holding the previous walk */
+    uint32_t nrec;    /* frames in it */
+    uint32_t nout;    /* return addresses it output */
+    uint32_t want;    /* the depth limit it was made with */
+    uint32_t natural; /* 1: it ended at the stack's end; 0: at the depth limit */
+    uint32_t same;    /* 1: the last capture gave exactly the frames of the one before it */
+    struct mt_unwind_rec rec[2][MT_UNWIND_MEMO_MAX];
+    /* The thread's own small copy of the process-wide rule cache: a direct-mapped table that
+     * stays in L1, with the same keys (pc | generation tag) and packed rules. */
+    uint64_t l0_gen; /* the cache generation + 1 its entries belong to (cleared on a change) */
+    uint64_t l0_key[MT_UNWIND_L0_SLOTS], l0_val[MT_UNWIND_L0_SLOTS];
+};
+
+/* mt_unwind_capture with a thread's memo of its previous walk (NULL: none). The result is the
+ * same; the memo only saves re-reading the part of the stack that did not change. */
+uint32_t mt_unwind_capture_memo(uint64_t *frames, uint32_t max, int *trunc,
+                                struct mt_unwind_memo *memo);
+
+/* Forget a memo (a new thread takes over the state that holds it). */
+void mt_unwind_memo_clear(struct mt_unwind_memo *memo);
+
 /* Drop every cached unwind rule: call after a successful dlclose, before another object can be
  * mapped at the same addresses. Safe against concurrent captures (they fall back to libunwind
  * for the one capture that overlaps it); no allocation. */

@@ -331,3 +331,55 @@ Test(unwind, init_twice_is_harmless)
     cr_expect(eq(ptr, uw_func_of(c.frames[0]), uw_sym("lfind")));
     cr_expect(eq(int, mt_unwind_is_tracer_pc((uintptr_t)&mt_unwind_capture), 1));
 }
+
+/* ---- the per-thread memo of the previous walk ---------------------------------------------- */
+
+/* qsort calls the comparator from varying recursion depths of its merge sort, and bsearch and
+ * lfind from other call paths: every capture, with the memo, must give exactly the frames a
+ * capture without it gives from the same place, and repeating a capture from one place must be
+ * recognised as the same stack. */
+static struct mt_unwind_memo uw_memo;
+static unsigned uw_same, uw_compared, uw_differ;
+
+static __attribute__((noinline)) void uw_pair(void)
+{
+    uint64_t a[2][MTF_MAX_FRAMES_LIMIT], b[MTF_MAX_FRAMES_LIMIT];
+    int ta[2], tb;
+    uint32_t na[2];
+    unsigned same = 0;
+    /* twice from one call site: the second time the memo must prove the whole stack unchanged */
+    for (volatile int r = 0; r < 2; r++) { /* volatile: one call site, never unrolled */
+        na[r] = mt_unwind_capture_memo(a[r], 64, &ta[r], &uw_memo);
+        same = uw_memo.same;
+    }
+    uint32_t nb = mt_unwind_capture(b, 64, &tb);
+    uw_same += same;
+    uw_compared++;
+    for (int r = 0; r < 2; r++)
+        if (na[r] != nb || ta[r] != tb || memcmp(a[r], b, nb * sizeof b[0]) != 0)
+            uw_differ++;
+    __asm__ __volatile__("" ::: "memory");
+}
+
+static int uw_cmp_int(const void *x, const void *y)
+{
+    uw_pair();
+    int a = *(const int *)x, b = *(const int *)y;
+    return (a > b) - (a < b);
+}
+
+Test(unwind, memo_gives_the_frames_of_a_fresh_walk)
+{
+    mt_unwind_memo_clear(&uw_memo);
+    int v[300];
+    for (int i = 0; i < 300; i++)
+        v[i] = (i * 7919) % 300;
+    qsort(v, 300, sizeof v[0], uw_cmp_int);
+    int key = 150;
+    cr_expect(ne(ptr, bsearch(&key, v, 300, sizeof v[0], uw_cmp_int), NULL));
+    size_t nel = 300;
+    cr_expect(ne(ptr, lfind(&key, v, &nel, sizeof v[0], uw_cmp_int), NULL));
+    cr_expect(gt(u32, uw_compared, 300), "%u captures compared", uw_compared);
+    cr_expect(eq(u32, uw_differ, 0), "%u of %u memo captures differ", uw_differ, uw_compared);
+    cr_expect(eq(u32, uw_same, uw_compared), "%u of %u repeats recognised", uw_same, uw_compared);
+}
