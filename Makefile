@@ -89,6 +89,10 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(call quiet,CC,$@)$(CC) $(REPORT_CFLAGS) -c $< -o $@
 
+# The allocation hooks keep a frame pointer: they read their caller's frame from it, so stack
+# capture starts at the program's frame (preload/unwind.h MT_UNWIND_ORIGIN).
+$(B)/shim/preload/hooks_malloc.o: SHIM_CFLAGS += -fno-omit-frame-pointer
+
 $(B)/libmemtrace.so: $(SHIM_OBJ) preload/libmemtrace.map
 	$(call quiet,LD,$@)$(CC) $(SHIM_LDFLAGS) -o $@ $(SHIM_OBJ) $(SHIM_LIBS) $(LDFLAGS)
 

@@ -14,6 +14,7 @@
 #include "hooks.h"
 #include "livetab.h"
 #include "memtrace/format.h"
+#include "unwind.h"
 
 static inline uint64_t usable(const void *p)
 {
@@ -31,8 +32,9 @@ struct call {
     unsigned kind;
     uint32_t cls;
     int64_t reserved;
-    uint64_t size;              /* requested bytes (the leak scan's live table keeps them) */
-    struct mt_stack_node *node; /* captured before the call, or MT_TBUF_CAPTURE */
+    uint64_t size;                  /* requested bytes (the leak scan's live table keeps them) */
+    struct mt_stack_node *node;     /* captured before the call, or MT_TBUF_CAPTURE */
+    struct mt_unwind_origin origin; /* the program's frame that called the hook */
 };
 
 /* Before the real call (guard in MT_IN_HOOK state): classify and pass the cap with `request`
@@ -47,7 +49,7 @@ static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request
     if (MT_LIKELY(mt_acct_heap_admit(c->cls, request, &c->reserved, &live) == 0))
         return 0;
     if (c->node == MT_TBUF_CAPTURE)
-        c->node = mt_tbuf_capture();
+        c->node = mt_tbuf_capture_from(&c->origin);
     mt_acct_refuse(kind, c->cls, request, live, c->node);
     return -1;
 }
@@ -67,6 +69,8 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
         if (p != NULL && !failed)
             mt_acct_block_put((uintptr_t)p, c->cls);
     }
+    if (c->node == MT_TBUF_CAPTURE)
+        c->node = mt_tbuf_capture_from(&c->origin); /* the shim's own frames are not walked */
     mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
     mt_acct_tick(ts);
     mt_guard_set(MT_IN_NONE);
@@ -106,6 +110,7 @@ MT_EXPORT void *malloc(size_t size)
     }
     mt_guard_set(MT_IN_HOOK);
     struct call c;
+    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     if (MT_UNLIKELY(before(&c, MTF_EV_MALLOC, size, size) != 0)) {
         uint64_t f[3] = { 0, size, 0 };
         refused(&c, f);
@@ -179,6 +184,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     /* an overflowing product fails in the real calloc: no cap to check */
     uint64_t request = __builtin_mul_overflow(nmemb, size, &n) ? 0 : n;
     struct call c;
+    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     if (MT_UNLIKELY(before(&c, MTF_EV_CALLOC, total, request) != 0)) {
         uint64_t f[4] = { 0, nmemb, size, 0 };
         refused(&c, f);
@@ -240,8 +246,8 @@ static void *nested_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmem
 
 /* realloc and reallocarray share this: `kind` says which one the program called. The old
  * block's class and usable size are read before the call; the cap sees only the growth. */
-static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, uint64_t elsize,
-                        const void *caller)
+static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb,
+                                         uint64_t elsize, const void *caller)
 {
     if (MT_UNLIKELY(mt_guard_active()))
         return nested_realloc(kind, ptr, size, nmemb, elsize, caller);
@@ -250,6 +256,7 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
     uint32_t old_cls = ptr != NULL ? mt_acct_block_class(ptr) : MTF_CLASS_HEAP;
     uint64_t old_u = usable(ptr);
     struct call c;
+    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     c.cls = MTF_CLASS_HEAP;
     uint64_t request = size;
     int go = 1;
@@ -332,8 +339,8 @@ MT_EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
 }
 
 /* memalign, aligned_alloc: (alignment, size) -> pointer */
-static void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align, size_t size,
-                     const void *caller)
+static MT_ALWAYS_INLINE void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align,
+                                      size_t size, const void *caller)
 {
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(align, size);
@@ -346,6 +353,7 @@ static void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align,
     }
     mt_guard_set(MT_IN_HOOK);
     struct call c;
+    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     if (MT_UNLIKELY(before(&c, kind, size, size) != 0)) {
         uint64_t f[4] = { 0, align, size, 0 };
         refused(&c, f);
@@ -394,6 +402,7 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     int err0 = errno;
     mt_guard_set(MT_IN_HOOK);
     struct call c;
+    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     if (MT_UNLIKELY(before(&c, MTF_EV_POSIX_MEMALIGN, size, size) != 0)) {
         uint64_t f[4] = { 0, align, size, 0 };
         refused(&c, f);
@@ -412,8 +421,8 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
 
 /* valloc, pvalloc: size -> pointer. glibc does not route them through the public memalign, so
  * they are hooked on their own (pitfalls.md §15). */
-static void *paged(unsigned kind, void *(*real)(size_t), size_t size, uint64_t request,
-                   const void *caller)
+static MT_ALWAYS_INLINE void *paged(unsigned kind, void *(*real)(size_t), size_t size,
+                                    uint64_t request, const void *caller)
 {
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(size);
@@ -426,6 +435,7 @@ static void *paged(unsigned kind, void *(*real)(size_t), size_t size, uint64_t r
     }
     mt_guard_set(MT_IN_HOOK);
     struct call c;
+    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     if (MT_UNLIKELY(before(&c, kind, size, request) != 0)) {
         uint64_t f[3] = { 0, size, 0 };
         refused(&c, f);

@@ -403,7 +403,7 @@ static void thread_exit(void *arg)
 
 /* ---- recording ----------------------------------------------------------------------------- */
 
-static struct mt_stack_node *capture(struct mt_thread *t)
+static struct mt_stack_node *capture(struct mt_thread *t, const struct mt_unwind_origin *origin)
 {
     struct mt_stack_cache *cache = t != NULL ? &t->cache : NULL;
     uint64_t frames[MTF_MAX_FRAMES_LIMIT];
@@ -411,7 +411,7 @@ static struct mt_stack_node *capture(struct mt_thread *t)
     uint32_t saved = mt_tls.in;
     mt_guard_set(MT_IN_SHIM); /* libunwind may mmap or malloc: those calls are ours */
     uint32_t max = mt_config.max_frames ? mt_config.max_frames : MT_DEFAULT_MAX_FRAMES;
-    uint32_t n = mt_unwind_capture_memo(frames, max, &trunc, t != NULL ? &t->memo : NULL);
+    uint32_t n = mt_unwind_capture_memo(frames, max, &trunc, t != NULL ? &t->memo : NULL, origin);
     struct mt_stack_node *node;
     if (t != NULL && t->memo.same && t->last_node != NULL) {
         node = t->last_node; /* the walk proved the frames equal to the last capture's */
@@ -428,7 +428,14 @@ struct mt_stack_node *mt_tbuf_capture(void)
 {
     struct mt_thread *t =
         atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL : thread_get();
-    return capture(t);
+    return capture(t, NULL);
+}
+
+struct mt_stack_node *mt_tbuf_capture_from(const struct mt_unwind_origin *origin)
+{
+    struct mt_thread *t =
+        atomic_load_explicit(&final_mode, memory_order_relaxed) ? NULL : thread_get();
+    return capture(t, origin);
 }
 
 static uint8_t *put_stack_def(uint8_t *p, struct mt_enc_state *s, uint64_t ts,
@@ -509,7 +516,7 @@ static void write_through(unsigned kind, unsigned flags, uint64_t ts, const uint
     struct mt_scan sc;
     memset(&sc, 0, sizeof sc);
     if (with_stack && has_stack(kind)) {
-        node = given != MT_TBUF_CAPTURE ? given : capture(NULL);
+        node = given != MT_TBUF_CAPTURE ? given : capture(NULL, NULL);
         if (node != NULL && !mt_stack_written(node)) {
             p = put_stack_def(p, &s, ts, node);
             sc.nevents++;
@@ -575,7 +582,7 @@ void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t
     uint32_t stack = 0;
     if (has_stack(kind)) {
         if (node == MT_TBUF_CAPTURE)
-            node = capture(t);
+            node = capture(t, NULL);
         if (node != NULL) {
             stack = mt_stack_id(node);
             /* mark = generation + 1 in which this thread defined the stack; a node captured

@@ -32,6 +32,11 @@ struct mt_stack_node;
  * MT_IN_HOOK state; the frames are the same as mt_tbuf_event would capture from the hook. */
 struct mt_stack_node *mt_tbuf_capture(void);
 
+/* mt_tbuf_capture starting at the program's frame that called the hook (unwind.h
+ * MT_UNWIND_ORIGIN, taken in the hook itself): the same frames, without walking the shim's. */
+struct mt_unwind_origin;
+struct mt_stack_node *mt_tbuf_capture_from(const struct mt_unwind_origin *origin);
+
 /* mt_tbuf_event with a stack captured earlier by mt_tbuf_capture (NULL: no stack), or with
  * MT_TBUF_CAPTURE to capture it here. */
 #define MT_TBUF_CAPTURE ((struct mt_stack_node *)1)

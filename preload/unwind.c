@@ -329,7 +329,7 @@ static MT_NOINLINE void learn_stack(uintptr_t sp)
  * only there. Returns the total count of return addresses in raw[], or -1 when a word that
  * mattered changed or the copy cannot stand for the walk (the walk then goes on). */
 static int reuse(struct mt_unwind_memo *memo, uint32_t k, uint32_t j, uintptr_t bp, void **raw,
-                 int want, uintptr_t lo, uintptr_t hi)
+                 uint32_t base, int want, uintptr_t lo, uintptr_t hi)
 {
     const struct mt_unwind_rec *prev = memo->rec[memo->cur];
     struct mt_unwind_rec *next = memo->rec[memo->cur ^ 1];
@@ -357,17 +357,19 @@ static int reuse(struct mt_unwind_memo *memo, uint32_t k, uint32_t j, uintptr_t 
     }
     if (diff != 0 || (need && bp != prev[k].bp))
         return -1;
-    uint32_t n = j + (memo->nout - k), nrec = j + (pn - k), natural = memo->natural;
+    /* raw[] holds `base` addresses ahead of the records' (the origin's pc), then one per record */
+    uint32_t n = base + j + (memo->nout - k), nrec = j + (pn - k), natural = memo->natural;
     if (n > (uint32_t)want) {
-        n = nrec = (uint32_t)want;
+        n = (uint32_t)want;
+        nrec = n - base;
         natural = 0;
     }
-    for (uint32_t i = j; i < n; i++)
-        raw[i] = (void *)prev[k + (i - j)].ra;
+    for (uint32_t i = base + j; i < n; i++)
+        raw[i] = (void *)prev[k + (i - base - j)].ra;
     memcpy(&next[j], &prev[k], (size_t)(nrec - j) * sizeof *next);
-    memo->same = j == 0 && k == 0 && n == memo->nout;
+    memo->same = j == 0 && k == 0 && n - base == memo->nout;
     memo->nrec = nrec;
-    memo->nout = n;
+    memo->nout = n - base;
     memo->natural = natural;
     return (int)n;
 }
@@ -376,7 +378,8 @@ static int reuse(struct mt_unwind_memo *memo, uint32_t k, uint32_t j, uintptr_t 
  * addresses from the caller of this function outwards. Returns the count, or -1 when any frame
  * is not modelled or anything is in doubt: then nothing it wrote may be used. With a memo, each
  * frame is recorded, and the walk stops re-reading the stack where it meets the previous one. */
-static MT_NOINLINE int cfi_backtrace(void **raw, int want, struct mt_unwind_memo *memo)
+static MT_NOINLINE int cfi_backtrace(void **raw, int want, struct mt_unwind_memo *memo,
+                                     const struct mt_unwind_origin *origin)
 {
     uintptr_t pc, sp, bp;
     /* One asm block: pc is the address of the mov that reads rsp, so the CFI row at pc describes
@@ -396,6 +399,21 @@ static MT_NOINLINE int cfi_backtrace(void **raw, int want, struct mt_unwind_memo
     const uintptr_t lo = sp, hi = stack_bounds.hi;
     if (MT_UNLIKELY(sp < stack_bounds.lo || sp >= hi))
         return -1; /* a signal stack, a coroutine, or no bounds: libunwind copes */
+    int n = 0, natural = 0;
+    uintptr_t adj = 0; /* 1 once pc is a return address: look up the call, not what follows */
+    if (origin != NULL) {
+        /* Start at the program's frame that called the hook: the hook's own frames, and ours,
+         * are the shim's and would be dropped. Its state must lie on this stack, above us. */
+        if (MT_UNLIKELY(origin->sp <= sp || origin->sp > hi || origin->sp - 8 < lo ||
+                        origin->pc < MIN_PC || want < 1))
+            return -1;
+        pc = origin->pc;
+        sp = origin->sp;
+        bp = origin->bp;
+        adj = 1;
+        raw[n++] = (void *)pc;
+    }
+    const uint32_t base = (uint32_t)n;
     const struct mt_unwind_rec *prev = NULL;
     struct mt_unwind_rec *next = NULL;
     uint32_t pk = 0, pn = 0;
@@ -405,22 +423,20 @@ static MT_NOINLINE int cfi_backtrace(void **raw, int want, struct mt_unwind_memo
             memset(memo->l0_key, 0, sizeof memo->l0_key);
             memo->l0_gen = gen + 1;
         }
-        if (memo->gen == gen + 1 && memo->want == (uint32_t)want) {
+        if (memo->gen == gen + 1 && memo->want == (uint32_t)want && memo->base == base) {
             prev = memo->rec[memo->cur];
             pn = memo->nrec;
         }
         next = memo->rec[memo->cur ^ 1];
     }
-    int n = 0, natural = 0;
-    uint32_t f = 0;    /* frames walked (records written) */
-    uintptr_t adj = 0; /* 1 once pc is a return address: look up the call, not what follows */
+    uint32_t f = 0; /* frames walked (records written) */
     while (n < want) {
         if (prev != NULL) {
             /* the previous walk's frames lie at increasing sp: find one at ours */
             while (pk < pn && prev[pk].sp < sp)
                 pk++;
             if (pk < pn && prev[pk].sp == sp && prev[pk].pc == pc && (pk == 0) == (f == 0)) {
-                int got = reuse(memo, pk, f, bp, raw, want, lo, hi);
+                int got = reuse(memo, pk, f, bp, raw, base, want, lo, hi);
                 if (got >= 0) {
                     n = got;
                     goto done;
@@ -482,7 +498,7 @@ static MT_NOINLINE int cfi_backtrace(void **raw, int want, struct mt_unwind_memo
     if (memo != NULL) {
         memo->same = 0;
         memo->nrec = f;
-        memo->nout = (uint32_t)n;
+        memo->nout = (uint32_t)n - base;
         memo->natural = (uint32_t)natural;
     }
 done:
@@ -495,6 +511,7 @@ done:
     if (memo != NULL) {
         memo->gen = gen + 1;
         memo->want = (uint32_t)want;
+        memo->base = base;
         memo->cur ^= 1;
     }
     return n;
@@ -558,11 +575,9 @@ static MT_COLD void verify(void *const *raw, int got, void *const *ref, int ref_
     int ta, tb;
     uint32_t na = keep(raw, got, want, a, max, &ta);
     uint32_t nb = keep(ref, ref_got, want, b, max, &tb);
-    /* raw[0] is the return address into mt_unwind_capture, which differs between the two call
-     * sites; everything after it must be equal. */
-    int same = got == ref_got && na == nb && ta == tb && memcmp(a, b, na * sizeof a[0]) == 0;
-    for (int i = 1; same && i < got; i++)
-        same = raw[i] == ref[i];
+    /* The raw arrays differ in the shim's own frames (the walker may start at the program's
+     * frame that called the hook); what is kept must be the same. */
+    int same = na == nb && ta == tb && memcmp(a, b, na * sizeof a[0]) == 0;
     if (same)
         return;
     char line[MT_LOG_LINE_MAX];
@@ -593,7 +608,7 @@ __attribute__((destructor)) static void verify_summary(void)
 }
 
 uint32_t mt_unwind_capture_memo(uint64_t *frames, uint32_t max, int *trunc,
-                                struct mt_unwind_memo *memo)
+                                struct mt_unwind_memo *memo, const struct mt_unwind_origin *origin)
 {
     void *raw[RAW_MAX];
     uint32_t want = max + SLACK + 1;
@@ -601,7 +616,7 @@ uint32_t mt_unwind_capture_memo(uint64_t *frames, uint32_t max, int *trunc,
         want = RAW_MAX;
     /* Both unwinders are called from here, so their first frame is the same return address
      * into this function (a shim frame, dropped) and their depth limits line up. */
-    int got = cfi_backtrace(raw, (int)want, memo);
+    int got = cfi_backtrace(raw, (int)want, memo, origin);
     if (MT_UNLIKELY(mt_config.unwind_verify)) {
         void *ref[RAW_MAX];
         int ref_got = unw_backtrace(ref, (int)want);
@@ -622,5 +637,5 @@ uint32_t mt_unwind_capture_memo(uint64_t *frames, uint32_t max, int *trunc,
 
 uint32_t mt_unwind_capture(uint64_t *frames, uint32_t max, int *trunc)
 {
-    return mt_unwind_capture_memo(frames, max, trunc, NULL);
+    return mt_unwind_capture_memo(frames, max, trunc, NULL, NULL);
 }

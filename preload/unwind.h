@@ -39,6 +39,8 @@ struct mt_unwind_memo {
     uint32_t want;    /* the depth limit it was made with */
     uint32_t natural; /* 1: it ended at the stack's end; 0: at the depth limit */
     uint32_t same;    /* 1: the last capture gave exactly the frames of the one before it */
+    uint32_t base;    /* 1: it started at an origin (its pc came before the records') */
+    uint32_t reserved;
     struct mt_unwind_rec rec[2][MT_UNWIND_MEMO_MAX];
     /* The thread's own small copy of the process-wide rule cache: a direct-mapped table that
      * stays in L1, with the same keys (pc | generation tag) and packed rules. */
@@ -46,10 +48,31 @@ struct mt_unwind_memo {
     uint64_t l0_key[MT_UNWIND_L0_SLOTS], l0_val[MT_UNWIND_L0_SLOTS];
 };
 
-/* mt_unwind_capture with a thread's memo of its previous walk (NULL: none). The result is the
- * same; the memo only saves re-reading the part of the stack that did not change. */
+/* The program's frame that called a hook: the hook's return address, its CFA (the caller's sp
+ * after the call) and the caller's rbp. A hook compiled with frame pointers reads them from its
+ * own frame (MT_UNWIND_ORIGIN); a walk can then start there instead of walking the shim's own
+ * frames, which would be dropped anyway. */
+struct mt_unwind_origin {
+    uintptr_t pc, sp, bp;
+};
+
+/* In a function compiled with -fno-omit-frame-pointer (the hooks): its caller's state. Must be
+ * expanded in the exported hook itself (or code inlined into it), not in a helper it calls. */
+#define MT_UNWIND_ORIGIN(o)                                                                        \
+    do {                                                                                           \
+        const uintptr_t *fp_ = (const uintptr_t *)__builtin_frame_address(0);                      \
+        (o)->bp = fp_[0];                                                                          \
+        (o)->pc = fp_[1];                                                                          \
+        (o)->sp = (uintptr_t)(fp_ + 2);                                                            \
+    } while (0)
+
+/* mt_unwind_capture with a thread's memo of its previous walk (NULL: none) and the origin to
+ * start from (NULL: walk from here). The result is the same either way: the memo only saves
+ * re-reading the part of the stack that did not change, the origin skips frames that are the
+ * shim's (a frame count that would differ only if the shim had more than 8 frames of its own,
+ * which it never has: see unwind.c's SLACK). */
 uint32_t mt_unwind_capture_memo(uint64_t *frames, uint32_t max, int *trunc,
-                                struct mt_unwind_memo *memo);
+                                struct mt_unwind_memo *memo, const struct mt_unwind_origin *origin);
 
 /* Forget a memo (a new thread takes over the state that holds it). */
 void mt_unwind_memo_clear(struct mt_unwind_memo *memo);
