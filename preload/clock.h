@@ -66,7 +66,9 @@ static inline uint64_t mt_clock_ns_early(void)
     }
     return mt_clock_sys_ns();
 }
-#else
+#endif
+
+#if !defined(__x86_64__)
 static inline uint64_t mt_clock_ns(void)
 {
     return mt_clock_sys_ns();

@@ -121,7 +121,7 @@ MT_EXPORT void *malloc(size_t size)
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
     return p;
 }
 
@@ -148,7 +148,7 @@ MT_EXPORT void free(void *ptr)
     /* Recorded and uncounted before calling the real free: once it returns, another thread can
      * be handed the same address, and its MALLOC must not sort ahead of this FREE
      * (trace-format.md §10). */
-    uint64_t ts = mt_clock_ns_early();
+    uint64_t ts = mt_tbuf_stamp(1);
     if (ptr != NULL) {
         mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 0);
         mt_live_take((uintptr_t)ptr, NULL);
@@ -195,7 +195,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
     return p;
 }
 
@@ -251,7 +251,7 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
 {
     if (MT_UNLIKELY(mt_guard_active()))
         return nested_realloc(kind, ptr, size, nmemb, elsize, caller);
-    uint64_t t0 = mt_clock_ns_early();
+    uint64_t t0 = mt_tbuf_stamp(1);
     mt_guard_set(MT_IN_HOOK);
     uint32_t old_cls = ptr != NULL ? mt_acct_block_class(ptr) : MTF_CLASS_HEAP;
     uint64_t old_u = usable(ptr);
@@ -287,7 +287,7 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.realloc(ptr, size);
     int err = errno;
-    uint64_t t1 = mt_clock_ns();
+    uint64_t t1 = mt_tbuf_stamp(0);
     if (MT_UNLIKELY(p == NULL && size != 0 && old_live))
         mt_live_add((uintptr_t)ptr, old_size);
     /* glibc: realloc(p, 0) frees p and returns NULL: that is not a failure */
@@ -364,7 +364,7 @@ static MT_ALWAYS_INLINE void *aligned(unsigned kind, void *(*real)(size_t, size_
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
     return p;
 }
 
@@ -415,7 +415,7 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     void *q = rc == 0 ? *memptr : NULL;
     uint64_t u = usable(q);
     uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
-    after(&c, rc != 0, q, u, mt_clock_ns(), f, err);
+    after(&c, rc != 0, q, u, mt_tbuf_stamp(0), f, err);
     return rc;
 }
 
@@ -446,7 +446,7 @@ static MT_ALWAYS_INLINE void *paged(unsigned kind, void *(*real)(size_t), size_t
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
     return p;
 }
 

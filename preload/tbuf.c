@@ -87,6 +87,9 @@ static _Atomic uint64_t dropped;
 static _Atomic uint64_t written[MTF_EV_KIND_COUNT]; /* events in chunks written, per kind */
 static atomic_int writes_in_flight; /* chunk writes under way (the finisher waits for them) */
 static pthread_key_t exit_key;
+static _Atomic uint32_t adoptions; /* buffers taken by threads in this process image */
+
+struct mt_stamp_solo mt_stamp_solo;
 static int have_key;
 
 void (*mt_tbuf_open_trace)(void);
@@ -326,6 +329,12 @@ static struct mt_thread *thread_new(void)
 /* Reset a state for a new owner (the calling thread). Counts stay: they are cumulative. */
 static void thread_adopt(struct mt_thread *t)
 {
+    /* The first buffer of the process image may share stamps (tbuf.h); a second ends that
+     * before its thread stores any event. */
+    if (atomic_fetch_add(&adoptions, 1) == 0)
+        __atomic_store_n(&mt_stamp_solo.owner, t, __ATOMIC_SEQ_CST);
+    else
+        __atomic_store_n(&mt_stamp_solo.owner, NULL, __ATOMIC_SEQ_CST);
     t->tid = gettid_cached();
     if (mt_tls.serial == 0)
         mt_tls.serial = atomic_fetch_add(&serials, 1) + 1;
@@ -578,6 +587,10 @@ void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t
         flush_thread(t, 0);
         len = 0;
     }
+    /* A thread's times never go back in its buffer (the encoding stores forward deltas): a
+     * shared stamp (tbuf.h) may be older than a clock read stored before it. */
+    if (MT_UNLIKELY(ts < t->st.ts))
+        ts = t->st.ts;
     uint8_t *start = t->buf + len, *p = start;
     uint32_t stack = 0;
     if (has_stack(kind)) {
@@ -685,6 +698,9 @@ void mt_tbuf_fork_child(void)
     for (struct mt_thread *t = atomic_load(&registry); t; t = t->next)
         if (t != self)
             atomic_store(&t->state, T_RETIRED); /* its thread does not exist here */
+    atomic_store(&adoptions, 0);                /* one thread again: its buffer may share stamps */
+    __atomic_store_n(&mt_stamp_solo.owner, NULL, __ATOMIC_SEQ_CST);
+    mt_stamp_solo.n = 0;
     if (self != NULL)
         thread_adopt(self); /* the parent's buffered events are the parent's to write */
 }

@@ -10,6 +10,9 @@
 
 #include <stdint.h>
 
+#include "clock.h"
+#include "guard.h"
+
 #define MT_FIELDS_MAX 9 /* non-stack fields of the widest event (SNAPSHOT) */
 
 /* Create the thread-exit key. Call once at start-up. */
@@ -71,5 +74,35 @@ void mt_tbuf_fork_child(void);
 
 /* Calls not recorded (output failed); reported in END or in the final message. */
 uint64_t mt_tbuf_dropped(void);
+
+/* Event stamps while a single thread has ever recorded events: the order of its events is
+ * their order in its buffer, so a stamp only places them in time, and one clock read is shared
+ * by MT_STAMP_SOLO_SPAN events (a stamp is at most that many events old, never ahead of its
+ * event). Only that thread uses the shared stamp; any other thread reads the clock, and its
+ * first buffer turns sharing off for good before its first event is stored (thread_adopt): an
+ * event of the first thread that comes after one of another thread in the program's own order
+ * (through a lock, or the allocator handing over a block) then sees it off. */
+#define MT_STAMP_SOLO_SPAN 16
+
+struct mt_stamp_solo {
+    struct mt_thread *owner; /* the one thread recording, NULL once there are two */
+    uint32_t n;              /* events stamped with `ts` so far */
+    uint64_t ts;             /* the shared stamp */
+};
+
+extern struct mt_stamp_solo mt_stamp_solo;
+
+/* The time stamp of an event of the calling thread: `early` for one taken before a call whose
+ * effect it must precede (free, munmap), else after the call (clock.h). */
+static inline uint64_t mt_tbuf_stamp(int early)
+{
+    if (MT_LIKELY(mt_tls.thread != NULL &&
+                  mt_tls.thread == __atomic_load_n(&mt_stamp_solo.owner, __ATOMIC_RELAXED))) {
+        if (mt_stamp_solo.n++ % MT_STAMP_SOLO_SPAN != 0)
+            return mt_stamp_solo.ts;
+        return mt_stamp_solo.ts = mt_clock_ns_early(); /* one thread: no order to keep */
+    }
+    return early ? mt_clock_ns_early() : mt_clock_ns();
+}
 
 #endif

@@ -539,6 +539,38 @@ Test(tbuf, small_buffer_writes_many_chunks_with_every_event_in_order)
     tb_free(&tr);
 }
 
+/* A stamp older than the thread's last one (tbuf.h's shared stamps, mixed with clock reads of
+ * snapshots and mappings) is stored as the last time: a chunk's header and its first event must
+ * still agree, whichever event starts the chunk. */
+Test(tbuf, a_stamp_older_than_the_last_is_stored_as_the_last)
+{
+    tb_open("t.mtrace", 1 << 16, MTF_ORIGIN_START);
+    enum { N = 200 };
+    for (uint64_t i = 0; i < N; i++) {
+        /* every odd call is stamped older than the call before it, and every fourth call
+         * starts a new chunk: some chunks start with an older stamp */
+        tb_malloc(0x600000000000ULL + 48 * i, i, i % 2 ? 100000 + 10 * i - 15 : 100000 + 10 * i);
+        if (i % 4 == 0) {
+            mt_guard_set(MT_IN_HOOK);
+            mt_tbuf_flush_self();
+            mt_guard_set(MT_IN_NONE);
+        }
+    }
+    tb_finish();
+
+    struct trace tr;
+    tb_load("t.mtrace", &tr);
+    size_t n;
+    const struct tev **calls = tb_thread_calls(&tr, 1, &n);
+    cr_assert(eq(sz, n, (size_t)N));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t want = i % 2 ? 100000 + 10 * i - 10 : 100000 + 10 * i;
+        cr_assert(eq(u64, calls[i]->ev.ts_ns, want), "call %zu at the last time or later", i);
+    }
+    free(calls);
+    tb_free(&tr);
+}
+
 /* ---- stealing -------------------------------------------------------------------------------- */
 
 struct stepper {
