@@ -349,7 +349,7 @@ static __attribute__((noinline)) void uw_pair(void)
     unsigned same = 0;
     /* twice from one call site: the second time the memo must prove the whole stack unchanged */
     for (volatile int r = 0; r < 2; r++) { /* volatile: one call site, never unrolled */
-        na[r] = mt_unwind_capture_memo(a[r], 64, &ta[r], &uw_memo);
+        na[r] = mt_unwind_capture_memo(a[r], 64, &ta[r], &uw_memo, NULL);
         same = uw_memo.same;
     }
     uint32_t nb = mt_unwind_capture(b, 64, &tb);
