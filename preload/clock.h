@@ -4,14 +4,15 @@
  * of a vDSO clock_gettime; elsewhere clock_gettime is used. Every thread converts with the same
  * constants, so times from different threads compare as the kernel's clock would.
  *
- * Two flavours, for the ordering rule of trace-format.md §10 (a FREE must sort before the MALLOC
- * that another thread is handed the same address with):
- *  - mt_clock_ns(): for a stamp taken after a call. `lfence` keeps the TSC read from running
- *    ahead of the loads before it (the ones that saw another thread's free), as the kernel's
- *    rdtsc_ordered() does.
- *  - mt_clock_ns_early(): for a stamp taken before a call whose effect it must precede (free,
- *    munmap). A read that runs early only makes the stamp earlier, so no fence is needed: the
- *    call's stores become visible after this read retires.
+ * Ordering (trace-format.md §10): a FREE must sort before the MALLOC that another thread is
+ * handed the same address with, and a MALLOC before the FREE of its block by a thread it was
+ * passed to. So a stamp must be read after every load before it (the ones that saw the other
+ * thread's store) and before the stores after it: `lfence; rdtsc`, as the kernel's
+ * rdtsc_ordered() (and so the vDSO clock) does. A bare rdtsc may run ahead of earlier loads by
+ * the width of the out-of-order window and could invert the second case.
+ *  - mt_clock_ns(): a stamp taken after a call;
+ *  - mt_clock_ns_early(): a stamp taken before a call whose effect it must precede (free,
+ *    munmap). The same read: the name says which side of the call it belongs to.
  */
 #ifndef MEMTRACE_PRELOAD_CLOCK_H
 #define MEMTRACE_PRELOAD_CLOCK_H
@@ -61,7 +62,7 @@ static inline uint64_t mt_clock_ns_early(void)
 {
     if (__builtin_expect(mt_clk.tsc, 1)) {
         uint32_t lo, hi;
-        __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+        __asm__ __volatile__("lfence; rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
         return mt_clock_from_tsc(((uint64_t)hi << 32) | lo);
     }
     return mt_clock_sys_ns();

@@ -58,8 +58,7 @@ Test(clock, stays_on_the_monotonic_scale)
     uint64_t b = sys_ns(), mb = mt_clock_ns();
     int64_t off_a = (int64_t)(ma - a), off_b = (int64_t)(mb - b);
     cr_expect(off_a > -200000 && off_a < 200000, "offset at start %lld ns", (long long)off_a);
-    cr_expect(off_b > -200000 && off_b < 200000, "offset after 100 ms %lld ns",
-              (long long)off_b);
+    cr_expect(off_b > -200000 && off_b < 200000, "offset after 100 ms %lld ns", (long long)off_b);
     int64_t drift = off_b - off_a;
     cr_expect(drift > -100000 && drift < 100000, "drift over 100 ms: %lld ns", (long long)drift);
 }
@@ -115,9 +114,16 @@ Test(clock, orders_handoffs_between_threads)
         atomic_store_explicit(&turn, k + 1, memory_order_release);
     }
     pthread_join(t, NULL);
-    int bad = 0;
-    for (uint64_t k = 1; k + 1 < TURNS; k++)
+    int bad = 0, bad_early = 0;
+    for (uint64_t k = 1; k + 1 < TURNS; k++) {
         if (after_at[k] < early_at[k])
             bad++;
+        /* an early stamp taken after seeing the other thread's stamp (a block handed over and
+         * freed by the receiver) must not be earlier either */
+        if (early_at[k + 1] < early_at[k])
+            bad_early++;
+    }
     cr_expect(eq(int, bad, 0), "%d of %d hand-offs stamped out of order", bad, TURNS - 2);
+    cr_expect(eq(int, bad_early, 0), "%d of %d early stamps before the other thread's", bad_early,
+              TURNS - 2);
 }
