@@ -29,6 +29,10 @@ struct mt_config {
                                  exit for the ones no pointer reaches (REACH record) */
     uint32_t compress;        /* MEMTRACE_COMPRESS: 1 writes each thread's flushed buffer as a
                                  zstd frame (level 1) when that makes it smaller */
+    uint64_t sample_bytes;    /* MEMTRACE_SAMPLE: mean bytes between sampled allocations
+                                 (Poisson sampling by bytes, sample.c), 0 records every call */
+    uint64_t sample_seed;     /* MEMTRACE_SAMPLE_SEED: fixed seed of the sampler (tests), 0 seeds
+                                 each thread from its tid and the clock */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"

@@ -2,7 +2,9 @@
  * with errno kept as the real call left it. A call glibc forwards internally to another public
  * function (reallocarray -> realloc) is not forwarded here, so each program call is recorded
  * exactly once (pitfalls.md §15). Live bytes are usable sizes (malloc_usable_size), added after a
- * successful allocation and taken away before the real free (trace-format.md §7.2). */
+ * successful allocation and taken away before the real free (trace-format.md §7.2).
+ * With MEMTRACE_SAMPLE (sample.h) every call is still admitted, counted and accounted exactly;
+ * only the event is left out unless the call is sampled, failed, or frees a sampled block. */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "hooks.h"
 #include "livetab.h"
 #include "memtrace/format.h"
+#include "sample.h"
 
 static inline uint64_t usable(const void *p)
 {
@@ -33,7 +36,30 @@ struct call {
     int64_t reserved;
     uint64_t size;              /* requested bytes (the leak scan's live table keeps them) */
     struct mt_stack_node *node; /* captured before the call, or MT_TBUF_CAPTURE */
+    int rec;                    /* sampling: -1 decide as an allocation, 0 skip, 1 record */
 };
+
+/* A call that is not recorded still reaches the periodic snapshot, but reads the clock only
+ * when MEMTRACE_INTERVAL is set. */
+static inline void tick_unrecorded(void)
+{
+    if (MT_UNLIKELY(atomic_load_explicit(&mt_acct_deadline, memory_order_relaxed) != UINT64_MAX))
+        mt_acct_tick(mt_clock_ns());
+}
+
+/* Sampling mode: count the call, and say whether it is recorded. A failed call always is (it
+ * changes nothing and is rare); a successful allocation when the countdown crossed zero and its
+ * block could enter the set (so that its free is recorded too). */
+static inline int sample_records(const struct call *c, int failed, void *p, uint64_t u)
+{
+    if (c->rec >= 0)
+        return c->rec;
+    int ok = !failed && p != NULL;
+    mt_sample_count(c->kind, ok, ok ? (int64_t)u : 0, ok ? c->size : 0);
+    if (!ok)
+        return 1;
+    return mt_sample_take(c->size) && mt_sample_set_put((uintptr_t)p) == 0;
+}
 
 /* Before the real call (guard in MT_IN_HOOK state): classify and pass the cap with `request`
  * bytes. 0 to go on; -1 when refused (recorded; in abort mode this does not return). */
@@ -41,6 +67,7 @@ static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request
 {
     c->kind = kind;
     c->size = size;
+    c->rec = -1;
     c->node = MT_TBUF_CAPTURE;
     c->cls = mt_classify(kind, size, MTF_CLASS_HEAP, &c->node);
     uint64_t live = 0;
@@ -53,7 +80,8 @@ static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request
 }
 
 /* After the real call returned `p` (failed or not) with `u` new usable bytes to count: count
- * them, record the call, restore errno and the guard. */
+ * them, record the call (unless sampling leaves it out), restore errno and the guard. `ts`: the
+ * event's time, or 0 to read the clock here (only when the call is recorded). */
 static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f,
                   int err)
 {
@@ -67,6 +95,14 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
         if (p != NULL && !failed)
             mt_acct_block_put((uintptr_t)p, c->cls);
     }
+    if (MT_UNLIKELY(mt_sample_rate != 0) && !sample_records(c, failed, p, u)) {
+        tick_unrecorded();
+        mt_guard_set(MT_IN_NONE);
+        errno = err;
+        return;
+    }
+    if (ts == 0)
+        ts = mt_clock_ns();
     mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
     mt_acct_tick(ts);
     mt_guard_set(MT_IN_NONE);
@@ -76,6 +112,8 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
 /* The call was refused in enomem mode: it fails as the allocator would, recorded FAILED. */
 static void refused(struct call *c, const uint64_t *f)
 {
+    if (mt_sample_rate != 0)
+        mt_sample_count(c->kind, 0, 0, 0);
     mt_tbuf_event_at(c->kind, MTF_EVF_FAILED, mt_clock_ns(), f, c->node);
     mt_guard_set(MT_IN_NONE);
     errno = ENOMEM;
@@ -87,6 +125,15 @@ static void nested(unsigned kind, unsigned flags, const uint64_t *f, int64_t del
 {
     if (delta != 0)
         mt_acct_heap_done(MTF_CLASS_HEAP, delta, 0, 1);
+    if (mt_sample_rate != 0) {
+        /* counted through atomics (the interrupted hook may be mid-update of the thread's
+         * cell); the block enters the set, as the event is recorded */
+        int made = !(flags & MTF_EVF_FAILED) && kind != MTF_EV_REALLOC &&
+                   kind != MTF_EV_REALLOCARRAY && f[0] != 0;
+        mt_sample_count_shared(kind, made, delta, made ? f[1] : 0);
+        if (made)
+            (void)mt_sample_set_put(f[0]);
+    }
     mt_tbuf_nested(kind, flags, mt_clock_ns(), f);
     errno = err;
 }
@@ -116,7 +163,7 @@ MT_EXPORT void *malloc(size_t size)
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 
@@ -132,6 +179,11 @@ MT_EXPORT void free(void *ptr)
             int err = errno;
             if (ptr != NULL)
                 mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 1);
+            if (mt_sample_rate != 0) {
+                mt_sample_count_shared(MTF_EV_FREE, ptr != NULL ? -1 : 0,
+                                       ptr != NULL ? -(int64_t)usable(ptr) : 0, 0);
+                (void)mt_sample_set_take((uintptr_t)ptr);
+            }
             mt_tbuf_nested(MTF_EV_FREE, 0, mt_clock_ns(), f);
             errno = err;
         }
@@ -143,13 +195,25 @@ MT_EXPORT void free(void *ptr)
     /* Recorded and uncounted before calling the real free: once it returns, another thread can
      * be handed the same address, and its MALLOC must not sort ahead of this FREE
      * (trace-format.md §10). */
-    uint64_t ts = mt_clock_ns_early();
+    int64_t u = 0;
     if (ptr != NULL) {
-        mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 0);
+        u = (int64_t)usable(ptr);
+        mt_acct_heap_done(mt_acct_block_class(ptr), -u, 0, 0);
         mt_live_take((uintptr_t)ptr, NULL);
     }
-    mt_tbuf_event(MTF_EV_FREE, 0, ts, f);
-    mt_acct_tick(ts);
+    /* sampling: only a sampled block's free is recorded; any other costs the set lookup */
+    int rec = 1;
+    if (MT_UNLIKELY(mt_sample_rate != 0)) {
+        mt_sample_count(MTF_EV_FREE, ptr != NULL ? -1 : 0, -u, 0);
+        rec = mt_sample_set_take((uintptr_t)ptr);
+    }
+    if (MT_LIKELY(rec)) {
+        uint64_t ts = mt_clock_ns_early();
+        mt_tbuf_event(MTF_EV_FREE, 0, ts, f);
+        mt_acct_tick(ts);
+    } else {
+        tick_unrecorded();
+    }
     mt_guard_set(MT_IN_REAL);
     mt_real.free(ptr);
     mt_guard_set(MT_IN_NONE);
@@ -189,7 +253,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 
@@ -238,6 +302,31 @@ static void *nested_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmem
     return p;
 }
 
+/* Sampling mode: count a realloc and say whether it is recorded: when its old block was sampled
+ * (so the trace sees that block go) or its new size is sampled (the countdown runs on the whole
+ * new size: a realloc allocates that much); a recorded realloc's new block enters the set.
+ * old_in: the old block was taken out of the set before the call (put back if it failed). */
+static int realloc_records(unsigned kind, void *ptr, void *p, int failed, int old_in, uint64_t u,
+                           uint64_t old_u, uint64_t size)
+{
+    if (failed) {
+        mt_sample_count(kind, 0, 0, 0);
+        if (old_in)
+            (void)mt_sample_set_put((uintptr_t)ptr);
+        return 1;
+    }
+    int64_t blocks = (ptr == NULL) - (p == NULL && ptr != NULL); /* malloc-like, free-like */
+    mt_sample_count(kind, blocks, (int64_t)u - (int64_t)old_u, p != NULL ? size : 0);
+    if (p == NULL)
+        return old_in;
+    int sampled = mt_sample_take(size);
+    if (!old_in && !sampled)
+        return 0;
+    if (mt_sample_set_put((uintptr_t)p) != 0 && !old_in)
+        return 0; /* no room to follow it: counted as unsampleable, left out */
+    return 1;
+}
+
 /* realloc and reallocarray share this: `kind` says which one the program called. The old
  * block's class and usable size are read before the call; the cap sees only the growth. */
 static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, uint64_t elsize,
@@ -263,6 +352,7 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
         c.cls = old_cls;
         c.reserved = 0;
         c.size = 0;
+        c.rec = -1;
         c.node = MT_TBUF_CAPTURE;
     }
     if (MT_UNLIKELY(!go)) {
@@ -277,6 +367,7 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
      * be given the old address. Put back if the call fails. */
     uint64_t old_size = 0;
     int old_live = ptr != NULL && mt_live_take((uintptr_t)ptr, &old_size);
+    int old_in = mt_sample_rate != 0 && ptr != NULL && mt_sample_set_take((uintptr_t)ptr);
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.realloc(ptr, size);
     int err = errno;
@@ -296,6 +387,8 @@ static void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb, u
     } else {
         mt_acct_heap_done(old_cls, -(int64_t)old_u, 0, 0);
     }
+    if (MT_UNLIKELY(mt_sample_rate != 0))
+        c.rec = realloc_records(kind, ptr, p, failed, old_in, u, old_u, size);
     uint64_t f[6];
     realloc_fields(f, kind, ptr, p, size, nmemb, elsize, slack_of(u, size), t1 - t0);
     after(&c, failed, p, failed || old_cls == c.cls ? 0 : u, t1, f, err);
@@ -318,6 +411,8 @@ MT_EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
         if (mt_hook_ready() == 0 && !mt_guard_active()) {
             uint64_t f[6] = { (uintptr_t)ptr, 0, nmemb, size, 0, 0 };
             mt_guard_set(MT_IN_HOOK);
+            if (mt_sample_rate != 0)
+                mt_sample_count(MTF_EV_REALLOCARRAY, 0, 0, 0);
             mt_tbuf_event(MTF_EV_REALLOCARRAY, MTF_EVF_FAILED, mt_clock_ns(), f);
             mt_guard_set(MT_IN_NONE);
         }
@@ -356,7 +451,7 @@ static void *aligned(unsigned kind, void *(*real)(size_t, size_t), size_t align,
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 
@@ -406,7 +501,7 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     void *q = rc == 0 ? *memptr : NULL;
     uint64_t u = usable(q);
     uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
-    after(&c, rc != 0, q, u, mt_clock_ns(), f, err);
+    after(&c, rc != 0, q, u, 0, f, err);
     return rc;
 }
 
@@ -436,7 +531,7 @@ static void *paged(unsigned kind, void *(*real)(size_t), size_t size, uint64_t r
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_clock_ns(), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 

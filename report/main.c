@@ -233,6 +233,9 @@ static void note_item(struct render_trace *t, char **exe, const struct rd_item *
     case RD_ITEM_REACH:
         ts = item->reach.h.ts_ns;
         break;
+    case RD_ITEM_TOTALS:
+        ts = item->totals.ts_ns;
+        break;
     }
     if (ts < t->min_ts_ns)
         t->min_ts_ns = ts;

@@ -46,16 +46,17 @@ Test(format, file_header_matches_spec_section_3)
         FIELD(mtf_file_header, start_monotonic_ns, 40, 8),
         FIELD(mtf_file_header, max_frames, 48, 4),
         FIELD(mtf_file_header, pointer_size, 52, 4),
-        FIELD(mtf_file_header, reserved, 56, 48),
+        FIELD(mtf_file_header, sample_bytes, 56, 8),
+        FIELD(mtf_file_header, reserved, 64, 40),
     };
     check_fields(f, sizeof(f) / sizeof(f[0]));
-    /* The table's last row ends at 56 + 48. */
+    /* The table's last row ends at 64 + 40. */
     cr_expect(eq(sz, sizeof(struct mtf_file_header), 104), "header ends after `reserved`");
     cr_expect(eq(int, MTF_FILE_HEADER_SIZE, 104));
     cr_expect(eq(int, memcmp(MTF_MAGIC, "MEMTRACE", 8), 0));
     cr_expect(eq(int, MTF_MAGIC_SIZE, 8));
     cr_expect(eq(int, MTF_VERSION_MAJOR, 2));
-    cr_expect(eq(int, MTF_VERSION_MINOR, 0));
+    cr_expect(eq(int, MTF_VERSION_MINOR, 1));
     cr_expect(eq(int, MTF_ORIGIN_START, 0));
     cr_expect(eq(int, MTF_ORIGIN_FORK, 1));
     cr_expect(eq(int, MTF_ORIGIN_EXEC, 2));
