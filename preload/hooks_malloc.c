@@ -303,8 +303,10 @@ static void *nested_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmem
 }
 
 /* Sampling mode: count a realloc and say whether it is recorded: when its old block was sampled
- * (so the trace sees that block go) or its new size is sampled (the countdown runs on the whole
- * new size: a realloc allocates that much); a recorded realloc's new block enters the set.
+ * (so the trace sees that block go) or its growth is sampled; a recorded realloc's new block
+ * enters the set. The countdown runs on the growth of the usable size only: the growths of a
+ * chain add up to its usable size, so a block grown step by step from nothing is followed with
+ * the chance 1 - exp(-usable / rate), the weight the report gives it (estimate.h).
  * old_in: the old block was taken out of the set before the call (put back if it failed). */
 static int realloc_records(unsigned kind, void *ptr, void *p, int failed, int old_in, uint64_t u,
                            uint64_t old_u, uint64_t size)
@@ -319,7 +321,7 @@ static int realloc_records(unsigned kind, void *ptr, void *p, int failed, int ol
     mt_sample_count(kind, blocks, (int64_t)u - (int64_t)old_u, p != NULL ? size : 0);
     if (p == NULL)
         return old_in;
-    int sampled = mt_sample_take(size);
+    int sampled = u > old_u && mt_sample_take(u - old_u);
     if (!old_in && !sampled)
         return 0;
     if (mt_sample_set_put((uintptr_t)p) != 0 && !old_in)

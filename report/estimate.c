@@ -12,9 +12,10 @@
 #include "util.h"
 
 struct eblock {
-    uint64_t addr; /* 0: empty */
-    uint64_t size; /* requested bytes */
-    double seff;   /* effective size: its chance of being in the trace is 1 - exp(-seff/rate) */
+    uint64_t addr;   /* 0: empty */
+    uint64_t size;   /* requested bytes */
+    uint64_t usable; /* size + slack */
+    double seff;     /* effective size: its chance of being in the trace is 1 - exp(-seff/rate) */
     uint32_t stack;
 };
 
@@ -194,13 +195,15 @@ static void stouch(struct est *e, struct esite *s)
 
 /* ---- events --------------------------------------------------------------------------------- */
 
-/* Take the block at addr out; its effective size (0 when the trace never had it). */
-static double release(struct est *e, uint64_t addr)
+/* Take the block at addr out; its effective size (0 when the trace never had it), and its
+ * usable size in *size. */
+static double release(struct est *e, uint64_t addr, uint64_t *size)
 {
     struct eblock *b = bfind(e, addr);
     if (b == NULL)
         return 0; /* allocated before sampling saw it, or never sampled: expected */
     double w = weight_eff(b->seff, e->rate), seff = b->seff;
+    *size = b->usable;
     struct esite *s = sfind(e, b->stack, 1);
     stouch(e, s);
     s->live -= w * (double)b->size;
@@ -212,26 +215,32 @@ static double release(struct est *e, uint64_t addr)
 
 void est_heap(struct est *e, const struct rd_event *ev)
 {
+    uint64_t old_size = 0, usable = ev->size + ev->slack;
     double old = 0;
     switch (ev->kind) {
     case MTF_EV_FREE:
         if (ev->addr != 0)
-            (void)release(e, ev->addr);
+            (void)release(e, ev->addr, &old_size);
         return;
     case MTF_EV_REALLOC:
     case MTF_EV_REALLOCARRAY:
         if (ev->old_addr != 0)
-            old = release(e, ev->old_addr);
+            old = release(e, ev->old_addr, &old_size);
         break;
     default:
         break;
     }
     if (ev->addr == 0)
         return;
-    struct eblock *dup = bfind(e, ev->addr);
-    if (dup != NULL) /* its free was never recorded: the aggregate counts it as reused */
-        (void)release(e, ev->addr);
-    struct eblock blk = { ev->addr, ev->size, (double)(ev->size ? ev->size : 1) + old, ev->stack };
+    if (bfind(e, ev->addr) != NULL) /* its free was never recorded (the aggregate: reused) */
+        (void)release(e, ev->addr, &old_size);
+    /* A realloc: the shim's countdown ran on the growth of the usable size, so a chain is in
+     * the trace with the chance of one allocation of all it grew by (estimate.h). */
+    int grown = ev->kind == MTF_EV_REALLOC || ev->kind == MTF_EV_REALLOCARRAY;
+    double seff = !grown    ? (double)(ev->size ? ev->size : 1)
+                  : old > 0 ? old + (double)(usable > old_size ? usable - old_size : 0)
+                            : (double)(usable ? usable : 1);
+    struct eblock blk = { ev->addr, ev->size, usable, seff, ev->stack };
     double w = weight_eff(blk.seff, e->rate);
     binsert(e, &blk);
     struct esite *s = sfind(e, ev->stack, 1);

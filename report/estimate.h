@@ -1,9 +1,11 @@
 /* Site figures of a sampled trace (MEMTRACE_SAMPLE, trace-format.md §3 and §9.2): each sampled
  * allocation stands for 1 / P(sampled) allocations like it (the Horvitz-Thompson estimator),
- * where P = 1 - exp(-size / rate) for an allocation of `size` requested bytes. A realloc whose
- * old block is in the trace was recorded because that block was sampled or its new size was,
- * so its new block counts with P = 1 - exp(-(size + old) / rate), `old` being the old block's own
- * effective size. The aggregate calls est_heap for every heap event it replays and est_apply
+ * where P = 1 - exp(-size / rate) for an allocation of `size` requested bytes. The shim samples a
+ * realloc on the growth of its usable size (size + slack), so a chain of reallocs is in the trace
+ * from the first step whose growth was sampled: a block it follows counts with
+ * P = 1 - exp(-seff / rate), seff being the old block's seff plus the growth (for a chain grown
+ * from nothing by realloc alone, its usable size); a realloc the trace sees first (its old block
+ * never sampled) counts with its new usable size, exact for a chain that only grew. The aggregate calls est_heap for every heap event it replays and est_apply
  * once at the end, which turns its sites' figures into these estimates. Never prints.
  */
 #ifndef MEMTRACE_REPORT_ESTIMATE_H
