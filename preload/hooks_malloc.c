@@ -82,8 +82,17 @@ static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request
 /* After the real call returned `p` (failed or not) with `u` new usable bytes to count: count
  * them, record the call (unless sampling leaves it out), restore errno and the guard. `ts`: the
  * event's time, or 0 to read the clock here (only when the call is recorded). */
-static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f,
-                  int err)
+/* The recording half of after(), out of line: the unsampled path never reaches it. */
+static MT_NOINLINE void record(struct call *c, unsigned flags, uint64_t ts, const uint64_t *f)
+{
+    if (ts == 0)
+        ts = mt_clock_ns();
+    mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
+    mt_acct_tick(ts);
+}
+
+static inline __attribute__((always_inline)) void
+after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f, int err)
 {
     mt_guard_set(MT_IN_HOOK);
     mt_acct_heap_done(c->cls, (int64_t)u, c->reserved, 0);
@@ -95,16 +104,10 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
         if (p != NULL && !failed)
             mt_acct_block_put((uintptr_t)p, c->cls);
     }
-    if (MT_UNLIKELY(mt_sample_rate != 0) && !sample_records(c, failed, p, u)) {
+    if (MT_UNLIKELY(mt_sample_rate != 0) && !sample_records(c, failed, p, u))
         tick_unrecorded();
-        mt_guard_set(MT_IN_NONE);
-        errno = err;
-        return;
-    }
-    if (ts == 0)
-        ts = mt_clock_ns();
-    mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
-    mt_acct_tick(ts);
+    else
+        record(c, flags, ts, f);
     mt_guard_set(MT_IN_NONE);
     errno = err;
 }

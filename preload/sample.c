@@ -254,10 +254,22 @@ void mt_sample_fork_child(void)
 #define SET_TOMB  1 /* removed: lookups read on past it, inserts reuse it */
 
 static _Atomic(_Atomic uint64_t *) set;
+_Atomic uint8_t mt_sample_filter[1U << MT_SAMPLE_FILTER_BITS];
 
 static size_t set_hash(uint64_t addr)
 {
-    return (size_t)((addr * 0x9e3779b97f4a7c15ULL) >> (64 - MT_SAMPLE_SET_BITS));
+    return (size_t)((addr * MT_SAMPLE_HASH_MUL) >> (64 - MT_SAMPLE_SET_BITS));
+}
+
+/* The filter's counters: +1 before a block enters the table, -1 after it left; 255 sticks (a
+ * group that full is probed from then on). */
+static void filter_add(uint64_t addr, int d)
+{
+    _Atomic uint8_t *c = &mt_sample_filter[mt_sample_filter_slot(addr)];
+    uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+    while (v != 255 && !atomic_compare_exchange_weak_explicit(
+                           c, &v, (uint8_t)(v + d), memory_order_relaxed, memory_order_relaxed))
+        ;
 }
 
 static _Atomic uint64_t *set_table(void)
@@ -286,10 +298,13 @@ int mt_sample_set_put(uint64_t addr)
             uint64_t a = atomic_load_explicit(s, memory_order_relaxed);
             if (a != SET_EMPTY && a != SET_TOMB)
                 continue;
-            /* counted first: a free racing with this insert must not see an empty set */
+            /* counted first, so that a lookup that can find the entry also passes the count
+             * and the filter */
             atomic_fetch_add(&mt_sample_set_count, 1);
+            filter_add(addr, 1);
             if (atomic_compare_exchange_strong(s, &a, addr))
                 return 0;
+            filter_add(addr, -1);
             atomic_fetch_sub(&mt_sample_set_count, 1);
         }
     }
@@ -313,6 +328,7 @@ int mt_sample_set_take_slow(uint64_t addr)
         if (a != addr)
             continue;
         if (atomic_compare_exchange_strong(s, &a, SET_TOMB)) {
+            filter_add(addr, -1);
             atomic_fetch_sub(&mt_sample_set_count, 1);
             return 1;
         }
@@ -328,6 +344,7 @@ void mt_sample_reset(void)
         mt_pages_unmap(t, SET_SLOTS * sizeof *t);
     atomic_store(&mt_sample_set_count, 0);
     atomic_store(&set_full, 0);
+    memset(mt_sample_filter, 0, sizeof mt_sample_filter);
     for (struct mt_sample_cell *c = atomic_load(&registry); c != NULL; c = c->next) {
         struct mt_sample_cell *next = c->next;
         int owned = atomic_load(&c->owned);

@@ -100,8 +100,20 @@ static inline void mt_sample_count(unsigned kind, int64_t blocks, int64_t usable
  * inserts in the same window reuse. Safe from any thread; an address is inserted by the thread
  * its allocation returned to and removed by the one freeing it, never both at once. */
 
-#define MT_SAMPLE_SET_BITS 20 /* 1M slots, 8 MiB of address space, touched pages only */
-#define MT_SAMPLE_WINDOW   16 /* slots a lookup may read: two cache lines */
+#define MT_SAMPLE_SET_BITS    20 /* 1M slots, 8 MiB of address space, touched pages only */
+#define MT_SAMPLE_WINDOW      16 /* slots a lookup may read: two cache lines */
+#define MT_SAMPLE_FILTER_BITS 14 /* a 16 KiB counting filter in front of the table */
+#define MT_SAMPLE_HASH_MUL    0x9e3779b97f4a7c15ULL
+
+/* How many sampled blocks hash to each group of 64 table slots (saturating at 255, then
+ * sticky): the free of an unsampled block reads one byte of a cache-resident array instead of a
+ * random line of the table. */
+extern _Atomic uint8_t mt_sample_filter[1U << MT_SAMPLE_FILTER_BITS];
+
+static inline size_t mt_sample_filter_slot(uint64_t addr)
+{
+    return (size_t)((addr * MT_SAMPLE_HASH_MUL) >> (64 - MT_SAMPLE_FILTER_BITS));
+}
 
 /* 0 when added; -1 when the window is full (counted, the caller records nothing). */
 int mt_sample_set_put(uint64_t addr);
@@ -111,6 +123,9 @@ int mt_sample_set_take_slow(uint64_t addr);
 static inline int mt_sample_set_take(uint64_t addr)
 {
     if (MT_LIKELY(atomic_load_explicit(&mt_sample_set_count, memory_order_relaxed) == 0))
+        return 0;
+    if (MT_LIKELY(atomic_load_explicit(&mt_sample_filter[mt_sample_filter_slot(addr)],
+                                       memory_order_relaxed) == 0))
         return 0;
     return mt_sample_set_take_slow(addr);
 }
