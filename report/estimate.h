@@ -5,8 +5,9 @@
  * from the first step whose growth was sampled: a block it follows counts with
  * P = 1 - exp(-seff / rate), seff being the old block's seff plus the growth (for a chain grown
  * from nothing by realloc alone, its usable size); a realloc the trace sees first (its old block
- * never sampled) counts with its new usable size, exact for a chain that only grew. The aggregate calls est_heap for every heap event it replays and est_apply
- * once at the end, which turns its sites' figures into these estimates. Never prints.
+ * never sampled) counts with its new usable size, exact for a chain that only grew. The aggregate
+ * calls est_heap for every heap event it replays and est_apply once at the end, which turns its
+ * sites' figures into these estimates. Never prints.
  */
 #ifndef MEMTRACE_REPORT_ESTIMATE_H
 #define MEMTRACE_REPORT_ESTIMATE_H

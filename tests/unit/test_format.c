@@ -215,6 +215,24 @@ Test(format, end_and_loss_records_match_spec_sections_8_and_9)
     cr_expect(eq(int, MTF_LOSS_THREAD, 2));
 }
 
+Test(format, totals_record_matches_spec_section_9_2)
+{
+    static const struct field f[] = {
+        FIELD(mtf_totals, ts_ns, 0, 8),        FIELD(mtf_totals, sample_bytes, 8, 8),
+        FIELD(mtf_totals, live_blocks, 16, 8), FIELD(mtf_totals, live_usable, 24, 8),
+        FIELD(mtf_totals, alloc_bytes, 32, 8), FIELD(mtf_totals, lost_blocks, 40, 8),
+        FIELD(mtf_totals, lost_bytes, 48, 8),  FIELD(mtf_totals, unsampleable, 56, 8),
+        FIELD(mtf_totals, flags, 64, 4),       FIELD(mtf_totals, reserved, 68, 4),
+        FIELD(mtf_totals, calls, 72, 8 * 20),
+    };
+    check_fields(f, sizeof(f) / sizeof(f[0]));
+    /* The TOTALS table's last row ends at 72 + 8 * 20. */
+    cr_expect(eq(sz, sizeof(struct mtf_totals), 232), "TOTALS ends after `calls`");
+    cr_expect(eq(int, MTF_TOTALS_SIZE, 232));
+    cr_expect(eq(int, MTF_REC_TOTALS, 7));
+    cr_expect(eq(int, MTF_TOTALSF_SCANNED, 1));
+}
+
 Test(format, zigzag_maps_small_deltas_as_spec_section_1_says)
 {
     /* "0, -1, 1, -2 become 0, 1, 2, 3" */

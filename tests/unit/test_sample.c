@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "estimate.h"
+#include "reader.h"
 #include "sample.h"
+#include "tracegen.h"
 
 static void fresh(void)
 {
@@ -184,4 +186,73 @@ Test(sample, counters_sum_over_threads_and_reset_in_a_fork_child)
     mt_sample_totals(&t);
     cr_expect(eq(u64, t.calls[MTF_EV_MALLOC] + t.calls[MTF_EV_CALLOC], 0),
               "a fork child counts its own calls only");
+}
+
+/* A sampled trace as the spec lays it out: the rate in the header, TOTALS before END. */
+static struct tg_buf sampled_trace(size_t totals_size)
+{
+    struct mtf_file_header h = tg_header_default();
+    h.sample_bytes = 512 << 10;
+    struct tg_buf t = { 0 };
+    tg_file_header(&t, &h);
+    struct mtf_totals x;
+    memset(&x, 0, sizeof x);
+    x.ts_ns = 1500;
+    x.sample_bytes = 512 << 10;
+    x.live_blocks = -2; /* a fork child that freed inherited blocks */
+    x.live_usable = 4096;
+    x.alloc_bytes = 123456;
+    x.lost_blocks = 3;
+    x.lost_bytes = 48;
+    x.flags = MTF_TOTALSF_SCANNED;
+    x.calls[MTF_EV_MALLOC] = 1000;
+    x.calls[MTF_EV_FREE] = 997;
+    tg_record(&t, MTF_REC_TOTALS, &x, totals_size); /* little-endian host: the struct as is */
+    struct mtf_end end = tg_end_default();
+    tg_end(&t, &end);
+    return t;
+}
+
+Test(sample, reader_decodes_the_rate_and_the_totals_record)
+{
+    struct tg_buf t = sampled_trace(sizeof(struct mtf_totals));
+    struct reader *r;
+    cr_assert(eq(int, reader_open_mem(&r, t.data, t.len), 0));
+    cr_expect(eq(u64, reader_status(r)->header.sample_bytes, 512 << 10));
+    struct rd_item it;
+    int seen = 0, rc;
+    while ((rc = reader_next(r, &it)) == 1) {
+        if (it.type != RD_ITEM_TOTALS)
+            continue;
+        seen++;
+        cr_expect(eq(u64, it.totals.sample_bytes, 512 << 10));
+        cr_expect(eq(i64, it.totals.live_blocks, -2), "signed: net of inherited frees");
+        cr_expect(eq(i64, it.totals.live_usable, 4096));
+        cr_expect(eq(u64, it.totals.alloc_bytes, 123456));
+        cr_expect(eq(u64, it.totals.lost_blocks, 3));
+        cr_expect(eq(u64, it.totals.lost_bytes, 48));
+        cr_expect(eq(u32, it.totals.flags, MTF_TOTALSF_SCANNED));
+        cr_expect(eq(u64, it.totals.calls[MTF_EV_MALLOC], 1000));
+        cr_expect(eq(u64, it.totals.calls[MTF_EV_FREE], 997));
+    }
+    cr_expect(eq(int, rc, 0), "%s", reader_error(r));
+    cr_expect(eq(int, seen, 1));
+    cr_expect(reader_status(r)->complete);
+    reader_close(r);
+    tg_buf_free(&t);
+}
+
+Test(sample, reader_refuses_a_short_totals_record)
+{
+    struct tg_buf t = sampled_trace(sizeof(struct mtf_totals) - 8);
+    struct reader *r;
+    cr_assert(eq(int, reader_open_mem(&r, t.data, t.len), 0));
+    struct rd_item it;
+    int rc;
+    while ((rc = reader_next(r, &it)) == 1)
+        ;
+    cr_expect(eq(int, rc, RD_ERR_CORRUPT), "a TOTALS record of 224 bytes is corrupt");
+    cr_expect(ne(ptr, strstr(reader_error(r), "TOTALS"), NULL), "%s", reader_error(r));
+    reader_close(r);
+    tg_buf_free(&t);
 }
