@@ -12,11 +12,19 @@
 
 #include "account.h"
 #include "classify.h"
+#include "config.h"
 #include "encode.h"
 #include "hooks.h"
 #include "livetab.h"
 #include "memtrace/format.h"
 #include "sample.h"
+
+/* The leak scan's live table is on exactly when MEMTRACE_LEAK_SCAN=1 (init.c enables it after
+ * reading the configuration): without it, one load instead of a call per malloc and free. */
+static inline int live_on(void)
+{
+    return mt_config.leak_scan != 0;
+}
 
 static inline uint64_t usable(const void *p)
 {
@@ -61,27 +69,35 @@ static inline int sample_records(const struct call *c, int failed, void *p, uint
     return mt_sample_take(c->size) && mt_sample_set_put((uintptr_t)p) == 0;
 }
 
+/* The cap's half of before(), out of line: 0 when admitted, -1 when refused (recorded). */
+static MT_NOINLINE int admit(struct call *c, uint64_t request)
+{
+    uint64_t live = 0;
+    if (MT_LIKELY(mt_acct_heap_admit(c->cls, request, &c->reserved, &live) == 0))
+        return 0;
+    if (c->node == MT_TBUF_CAPTURE)
+        c->node = mt_tbuf_capture();
+    mt_acct_refuse(c->kind, c->cls, request, live, c->node);
+    return -1;
+}
+
 /* Before the real call (guard in MT_IN_HOOK state): classify and pass the cap with `request`
  * bytes. 0 to go on; -1 when refused (recorded; in abort mode this does not return). */
-static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request)
+static inline __attribute__((always_inline)) int before(struct call *c, unsigned kind,
+                                                        uint64_t size, uint64_t request)
 {
     c->kind = kind;
     c->size = size;
     c->rec = -1;
     c->node = MT_TBUF_CAPTURE;
     c->cls = mt_classify(kind, size, MTF_CLASS_HEAP, &c->node);
-    uint64_t live = 0;
-    if (MT_LIKELY(mt_acct_heap_admit(c->cls, request, &c->reserved, &live) == 0))
+    if (MT_LIKELY(c->cls == MTF_CLASS_HEAP && mt_config.heap_limit == 0)) {
+        c->reserved = 0; /* no heap cap: nothing to admit (account.c would say the same) */
         return 0;
-    if (c->node == MT_TBUF_CAPTURE)
-        c->node = mt_tbuf_capture();
-    mt_acct_refuse(kind, c->cls, request, live, c->node);
-    return -1;
+    }
+    return admit(c, request);
 }
 
-/* After the real call returned `p` (failed or not) with `u` new usable bytes to count: count
- * them, record the call (unless sampling leaves it out), restore errno and the guard. `ts`: the
- * event's time, or 0 to read the clock here (only when the call is recorded). */
 /* The recording half of after(), out of line: the unsampled path never reaches it. */
 static MT_NOINLINE void record(struct call *c, unsigned flags, uint64_t ts, const uint64_t *f)
 {
@@ -91,12 +107,15 @@ static MT_NOINLINE void record(struct call *c, unsigned flags, uint64_t ts, cons
     mt_acct_tick(ts);
 }
 
+/* After the real call returned `p` (failed or not) with `u` new usable bytes to count: count
+ * them, record the call (unless sampling leaves it out), restore errno and the guard. `ts`: the
+ * event's time, or 0 to read the clock here (only when the call is recorded). */
 static inline __attribute__((always_inline)) void
 after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f, int err)
 {
     mt_guard_set(MT_IN_HOOK);
     mt_acct_heap_done(c->cls, (int64_t)u, c->reserved, 0);
-    if (!failed && p != NULL)
+    if (!failed && p != NULL && live_on())
         mt_live_add((uintptr_t)p, c->size);
     unsigned flags = failed ? MTF_EVF_FAILED : 0;
     if (c->cls != MTF_CLASS_HEAP) {
@@ -202,7 +221,8 @@ MT_EXPORT void free(void *ptr)
     if (ptr != NULL) {
         u = (int64_t)usable(ptr);
         mt_acct_heap_done(mt_acct_block_class(ptr), -u, 0, 0);
-        mt_live_take((uintptr_t)ptr, NULL);
+        if (live_on())
+            mt_live_take((uintptr_t)ptr, NULL);
     }
     /* sampling: only a sampled block's free is recorded; any other costs the set lookup */
     int rec = 1;

@@ -20,8 +20,8 @@
 struct mt_reach_result;
 
 /* Exact counters of one thread (or of the shared fallback), and its sampler's PRNG. Only the
- * owner writes them. */
-struct mt_sample_cell {
+ * owner writes them; each cell starts a cache line, so two threads never write one line. */
+struct __attribute__((aligned(64))) mt_sample_cell {
     uint64_t calls[MTF_EV_KIND_COUNT]; /* program calls per kind, recorded or not */
     int64_t live_blocks;               /* blocks allocated minus blocks freed */
     int64_t live_usable;               /* usable bytes allocated minus freed */
