@@ -191,12 +191,15 @@ static const struct var vars[] = {
     { "LEAK_SCAN", K_UINT, 0, 1, "0 or 1" },
     { "COMPRESS", K_UINT, 0, 1, "0 or 1" },
     { "UNWIND_VERIFY", K_UINT, 0, 1, "0 or 1" },
+    { "SAMPLE", K_SIZE, 1, 1ULL << 40, "a mean sampling interval in bytes such as 512K, 1..1T" },
+    { "SAMPLE_SEED", K_UINT, 1, UINT64_MAX, "a nonzero number seeding the sampler (tests)" },
 };
 
 #define KNOWN_NAMES                                                                                \
     "MEMTRACE_OUTPUT, MEMTRACE_DEPTH, MEMTRACE_BUFFER, MEMTRACE_HEAP_LIMIT, "                      \
     "MEMTRACE_EXTERNAL_LIMIT, MEMTRACE_ON_LIMIT, MEMTRACE_INTERVAL, MEMTRACE_RULES, "              \
-    "MEMTRACE_COMPRESS, MEMTRACE_UNWIND_VERIFY"
+    "MEMTRACE_LEAK_SCAN, MEMTRACE_COMPRESS, MEMTRACE_SAMPLE, MEMTRACE_SAMPLE_SEED, "              \
+    "MEMTRACE_UNWIND_VERIFY"
 
 static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
 {
@@ -224,6 +227,10 @@ static void store(struct mt_config *cfg, const struct var *v, const char *val, u
         cfg->compress = (uint32_t)num;
     } else if (strcmp(v->name, "UNWIND_VERIFY") == 0) {
         cfg->unwind_verify = (uint32_t)num;
+    } else if (strcmp(v->name, "SAMPLE") == 0) {
+        cfg->sample_bytes = num;
+    } else if (strcmp(v->name, "SAMPLE_SEED") == 0) {
+        cfg->sample_seed = num;
     }
 }
 

@@ -31,6 +31,10 @@ struct mt_config {
                                  zstd frame (level 1) when that makes it smaller */
     uint32_t unwind_verify;   /* MEMTRACE_UNWIND_VERIFY: 1 runs libunwind next to the CFI walker
                                  on every capture and aborts on any difference (unwind.c) */
+    uint64_t sample_bytes;    /* MEMTRACE_SAMPLE: mean bytes between sampled allocations
+                                 (Poisson sampling by bytes, sample.c), 0 records every call */
+    uint64_t sample_seed;     /* MEMTRACE_SAMPLE_SEED: fixed seed of the sampler (tests), 0 seeds
+                                 each thread from its tid and the clock */
 };
 
 #define MT_EXEC_PID_VAR "MEMTRACE_EXEC_PID"

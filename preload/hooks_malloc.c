@@ -2,7 +2,9 @@
  * with errno kept as the real call left it. A call glibc forwards internally to another public
  * function (reallocarray -> realloc) is not forwarded here, so each program call is recorded
  * exactly once (pitfalls.md §15). Live bytes are usable sizes (malloc_usable_size), added after a
- * successful allocation and taken away before the real free (trace-format.md §7.2). */
+ * successful allocation and taken away before the real free (trace-format.md §7.2).
+ * With MEMTRACE_SAMPLE (sample.h) every call is still admitted, counted and accounted exactly;
+ * only the event is left out unless the call is sampled, failed, or frees a sampled block. */
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,11 +12,20 @@
 
 #include "account.h"
 #include "classify.h"
+#include "config.h"
 #include "encode.h"
 #include "hooks.h"
 #include "livetab.h"
 #include "memtrace/format.h"
+#include "sample.h"
 #include "unwind.h"
+
+/* The leak scan's live table is on exactly when MEMTRACE_LEAK_SCAN=1 (init.c enables it after
+ * reading the configuration): without it, one load instead of a call per malloc and free. */
+static inline int live_on(void)
+{
+    return mt_config.leak_scan != 0;
+}
 
 static inline uint64_t usable(const void *p)
 {
@@ -35,33 +46,80 @@ struct call {
     uint64_t size;                  /* requested bytes (the leak scan's live table keeps them) */
     struct mt_stack_node *node;     /* captured before the call, or MT_TBUF_CAPTURE */
     struct mt_unwind_origin origin; /* the program's frame that called the hook */
+    int rec;                        /* sampling: -1 decide as an allocation, 0 skip, 1 record */
 };
 
-/* Before the real call (guard in MT_IN_HOOK state): classify and pass the cap with `request`
- * bytes. 0 to go on; -1 when refused (recorded; in abort mode this does not return). */
-static int before(struct call *c, unsigned kind, uint64_t size, uint64_t request)
+/* A call that is not recorded still reaches the periodic snapshot, but reads the clock only
+ * when MEMTRACE_INTERVAL is set. */
+static inline void tick_unrecorded(void)
 {
-    c->kind = kind;
-    c->size = size;
-    c->node = MT_TBUF_CAPTURE;
-    c->cls = mt_classify(kind, size, MTF_CLASS_HEAP, &c->node);
+    if (MT_UNLIKELY(atomic_load_explicit(&mt_acct_deadline, memory_order_relaxed) != UINT64_MAX))
+        mt_acct_tick(mt_clock_ns());
+}
+
+/* Sampling mode: count the call, and say whether it is recorded. A failed call always is (it
+ * changes nothing and is rare); a successful allocation when the countdown crossed zero and its
+ * block could enter the set (so that its free is recorded too). */
+static inline int sample_records(const struct call *c, int failed, void *p, uint64_t u)
+{
+    if (c->rec >= 0)
+        return c->rec;
+    int ok = !failed && p != NULL;
+    mt_sample_count(c->kind, ok, ok ? (int64_t)u : 0, ok ? c->size : 0);
+    if (!ok)
+        return 1;
+    return mt_sample_take(c->size) && mt_sample_set_put((uintptr_t)p) == 0;
+}
+
+/* The cap's half of before(), out of line: 0 when admitted, -1 when refused (recorded). */
+static MT_NOINLINE int admit(struct call *c, uint64_t request)
+{
     uint64_t live = 0;
     if (MT_LIKELY(mt_acct_heap_admit(c->cls, request, &c->reserved, &live) == 0))
         return 0;
     if (c->node == MT_TBUF_CAPTURE)
         c->node = mt_tbuf_capture_from(&c->origin);
-    mt_acct_refuse(kind, c->cls, request, live, c->node);
+    mt_acct_refuse(c->kind, c->cls, request, live, c->node);
     return -1;
 }
 
+/* Before the real call (guard in MT_IN_HOOK state): classify and pass the cap with `request`
+ * bytes. 0 to go on; -1 when refused (recorded; in abort mode this does not return). */
+static inline __attribute__((always_inline)) int before(struct call *c, unsigned kind,
+                                                        uint64_t size, uint64_t request)
+{
+    c->kind = kind;
+    c->size = size;
+    c->rec = -1;
+    c->node = MT_TBUF_CAPTURE;
+    c->cls = mt_classify(kind, size, MTF_CLASS_HEAP, &c->node);
+    if (MT_LIKELY(c->cls == MTF_CLASS_HEAP && mt_config.heap_limit == 0)) {
+        c->reserved = 0; /* no heap cap: nothing to admit (account.c would say the same) */
+        return 0;
+    }
+    return admit(c, request);
+}
+
+/* The recording half of after(), out of line: the unsampled path never reaches it. */
+static MT_NOINLINE void record(struct call *c, unsigned flags, uint64_t ts, const uint64_t *f)
+{
+    if (ts == 0)
+        ts = mt_tbuf_stamp(0);
+    if (c->node == MT_TBUF_CAPTURE)
+        c->node = mt_tbuf_capture_from(&c->origin); /* the shim's own frames are not walked */
+    mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
+    mt_acct_tick(ts);
+}
+
 /* After the real call returned `p` (failed or not) with `u` new usable bytes to count: count
- * them, record the call, restore errno and the guard. */
-static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f,
-                  int err)
+ * them, record the call (unless sampling leaves it out), restore errno and the guard. `ts`: the
+ * event's time, or 0 to read the clock here (only when the call is recorded). */
+static inline __attribute__((always_inline)) void
+after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, const uint64_t *f, int err)
 {
     mt_guard_set(MT_IN_HOOK);
     mt_acct_heap_done(c->cls, (int64_t)u, c->reserved, 0);
-    if (!failed && p != NULL)
+    if (!failed && p != NULL && live_on())
         mt_live_add((uintptr_t)p, c->size);
     unsigned flags = failed ? MTF_EVF_FAILED : 0;
     if (c->cls != MTF_CLASS_HEAP) {
@@ -69,10 +127,10 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
         if (p != NULL && !failed)
             mt_acct_block_put((uintptr_t)p, c->cls);
     }
-    if (c->node == MT_TBUF_CAPTURE)
-        c->node = mt_tbuf_capture_from(&c->origin); /* the shim's own frames are not walked */
-    mt_tbuf_event_at(c->kind, flags, ts, f, c->node);
-    mt_acct_tick(ts);
+    if (MT_UNLIKELY(mt_sample_rate != 0) && !sample_records(c, failed, p, u))
+        tick_unrecorded();
+    else
+        record(c, flags, ts, f);
     mt_guard_set(MT_IN_NONE);
     errno = err;
 }
@@ -80,6 +138,8 @@ static void after(struct call *c, int failed, void *p, uint64_t u, uint64_t ts, 
 /* The call was refused in enomem mode: it fails as the allocator would, recorded FAILED. */
 static void refused(struct call *c, const uint64_t *f)
 {
+    if (mt_sample_rate != 0)
+        mt_sample_count(c->kind, 0, 0, 0);
     mt_tbuf_event_at(c->kind, MTF_EVF_FAILED, mt_clock_ns(), f, c->node);
     mt_guard_set(MT_IN_NONE);
     errno = ENOMEM;
@@ -91,6 +151,15 @@ static void nested(unsigned kind, unsigned flags, const uint64_t *f, int64_t del
 {
     if (delta != 0)
         mt_acct_heap_done(MTF_CLASS_HEAP, delta, 0, 1);
+    if (mt_sample_rate != 0) {
+        /* counted through atomics (the interrupted hook may be mid-update of the thread's
+         * cell); the block enters the set, as the event is recorded */
+        int made = !(flags & MTF_EVF_FAILED) && kind != MTF_EV_REALLOC &&
+                   kind != MTF_EV_REALLOCARRAY && f[0] != 0;
+        mt_sample_count_shared(kind, made, delta, made ? f[1] : 0);
+        if (made)
+            (void)mt_sample_set_put(f[0]);
+    }
     mt_tbuf_nested(kind, flags, mt_clock_ns(), f);
     errno = err;
 }
@@ -121,7 +190,7 @@ MT_EXPORT void *malloc(size_t size)
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 
@@ -137,6 +206,11 @@ MT_EXPORT void free(void *ptr)
             int err = errno;
             if (ptr != NULL)
                 mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 1);
+            if (mt_sample_rate != 0) {
+                mt_sample_count_shared(MTF_EV_FREE, ptr != NULL ? -1 : 0,
+                                       ptr != NULL ? -(int64_t)usable(ptr) : 0, 0);
+                (void)mt_sample_set_take((uintptr_t)ptr);
+            }
             mt_tbuf_nested(MTF_EV_FREE, 0, mt_clock_ns(), f);
             errno = err;
         }
@@ -148,13 +222,26 @@ MT_EXPORT void free(void *ptr)
     /* Recorded and uncounted before calling the real free: once it returns, another thread can
      * be handed the same address, and its MALLOC must not sort ahead of this FREE
      * (trace-format.md §10). */
-    uint64_t ts = mt_tbuf_stamp(1);
+    int64_t u = 0;
     if (ptr != NULL) {
-        mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 0);
-        mt_live_take((uintptr_t)ptr, NULL);
+        u = (int64_t)usable(ptr);
+        mt_acct_heap_done(mt_acct_block_class(ptr), -u, 0, 0);
+        if (live_on())
+            mt_live_take((uintptr_t)ptr, NULL);
     }
-    mt_tbuf_event(MTF_EV_FREE, 0, ts, f);
-    mt_acct_tick(ts);
+    /* sampling: only a sampled block's free is recorded; any other costs the set lookup */
+    int rec = 1;
+    if (MT_UNLIKELY(mt_sample_rate != 0)) {
+        mt_sample_count(MTF_EV_FREE, ptr != NULL ? -1 : 0, -u, 0);
+        rec = mt_sample_set_take((uintptr_t)ptr);
+    }
+    if (MT_LIKELY(rec)) {
+        uint64_t ts = mt_tbuf_stamp(1);
+        mt_tbuf_event(MTF_EV_FREE, 0, ts, f);
+        mt_acct_tick(ts);
+    } else {
+        tick_unrecorded();
+    }
     mt_guard_set(MT_IN_REAL);
     mt_real.free(ptr);
     mt_guard_set(MT_IN_NONE);
@@ -195,7 +282,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
-    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 
@@ -244,6 +331,33 @@ static void *nested_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmem
     return p;
 }
 
+/* Sampling mode: count a realloc and say whether it is recorded: when its old block was sampled
+ * (so the trace sees that block go) or its growth is sampled; a recorded realloc's new block
+ * enters the set. The countdown runs on the growth of the usable size only: the growths of a
+ * chain add up to its usable size, so a block grown step by step from nothing is followed with
+ * the chance 1 - exp(-usable / rate), the weight the report gives it (estimate.h).
+ * old_in: the old block was taken out of the set before the call (put back if it failed). */
+static int realloc_records(unsigned kind, void *ptr, void *p, int failed, int old_in, uint64_t u,
+                           uint64_t old_u, uint64_t size)
+{
+    if (failed) {
+        mt_sample_count(kind, 0, 0, 0);
+        if (old_in)
+            (void)mt_sample_set_put((uintptr_t)ptr);
+        return 1;
+    }
+    int64_t blocks = (ptr == NULL) - (p == NULL && ptr != NULL); /* malloc-like, free-like */
+    mt_sample_count(kind, blocks, (int64_t)u - (int64_t)old_u, p != NULL ? size : 0);
+    if (p == NULL)
+        return old_in;
+    int sampled = u > old_u && mt_sample_take(u - old_u);
+    if (!old_in && !sampled)
+        return 0;
+    if (mt_sample_set_put((uintptr_t)p) != 0 && !old_in)
+        return 0; /* no room to follow it: counted as unsampleable, left out */
+    return 1;
+}
+
 /* realloc and reallocarray share this: `kind` says which one the program called. The old
  * block's class and usable size are read before the call; the cap sees only the growth. */
 static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmemb,
@@ -270,6 +384,7 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
         c.cls = old_cls;
         c.reserved = 0;
         c.size = 0;
+        c.rec = -1;
         c.node = MT_TBUF_CAPTURE;
     }
     if (MT_UNLIKELY(!go)) {
@@ -284,6 +399,7 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
      * be given the old address. Put back if the call fails. */
     uint64_t old_size = 0;
     int old_live = ptr != NULL && mt_live_take((uintptr_t)ptr, &old_size);
+    int old_in = mt_sample_rate != 0 && ptr != NULL && mt_sample_set_take((uintptr_t)ptr);
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.realloc(ptr, size);
     int err = errno;
@@ -303,6 +419,8 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
     } else {
         mt_acct_heap_done(old_cls, -(int64_t)old_u, 0, 0);
     }
+    if (MT_UNLIKELY(mt_sample_rate != 0))
+        c.rec = realloc_records(kind, ptr, p, failed, old_in, u, old_u, size);
     uint64_t f[6];
     realloc_fields(f, kind, ptr, p, size, nmemb, elsize, slack_of(u, size), t1 - t0);
     after(&c, failed, p, failed || old_cls == c.cls ? 0 : u, t1, f, err);
@@ -325,6 +443,8 @@ MT_EXPORT void *reallocarray(void *ptr, size_t nmemb, size_t size)
         if (mt_hook_ready() == 0 && !mt_guard_active()) {
             uint64_t f[6] = { (uintptr_t)ptr, 0, nmemb, size, 0, 0 };
             mt_guard_set(MT_IN_HOOK);
+            if (mt_sample_rate != 0)
+                mt_sample_count(MTF_EV_REALLOCARRAY, 0, 0, 0);
             mt_tbuf_event(MTF_EV_REALLOCARRAY, MTF_EVF_FAILED, mt_clock_ns(), f);
             mt_guard_set(MT_IN_NONE);
         }
@@ -364,7 +484,7 @@ static MT_ALWAYS_INLINE void *aligned(unsigned kind, void *(*real)(size_t, size_
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 
@@ -415,7 +535,7 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     void *q = rc == 0 ? *memptr : NULL;
     uint64_t u = usable(q);
     uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
-    after(&c, rc != 0, q, u, mt_tbuf_stamp(0), f, err);
+    after(&c, rc != 0, q, u, 0, f, err);
     return rc;
 }
 
@@ -446,7 +566,7 @@ static MT_ALWAYS_INLINE void *paged(unsigned kind, void *(*real)(size_t), size_t
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, mt_tbuf_stamp(0), f, err);
+    after(&c, p == NULL, p, u, 0, f, err);
     return p;
 }
 

@@ -23,6 +23,7 @@
 #include "modules.h"
 #include "reach.h"
 #include "real.h"
+#include "sample.h"
 #include "stack.h"
 #include "tbuf.h"
 #include "unwind.h"
@@ -126,6 +127,7 @@ static void init_full(void)
     mt_config_forget_exec_pid(environ);
     mt_classify_init();
     mt_acct_init();
+    mt_sample_init();
     if (mt_config.leak_scan)
         mt_live_enable();
     mt_tbuf_init();
@@ -155,6 +157,7 @@ static void atfork_child(void)
     saved_argv = NULL; /* read the command line from /proc: the parent's array may be stale */
     mt_acct_fork_child();
     mt_live_fork_child();
+    mt_sample_fork_child();
     open_trace(MTF_ORIGIN_FORK);
     /* the child's trace starts from what it inherited (trace-format.md §7.2) */
     mt_guard_set(MT_IN_HOOK);
@@ -175,9 +178,10 @@ void mt_init_finish(uint32_t reason, int32_t status)
         /* The leak scan sees the heap as the process leaves it (an image replaced by exec
          * leaks nothing: it is gone whole). */
         struct mt_reach_result rr;
-        if (reason != MTF_END_EXEC && mt_live_enabled())
-            (void)mt_reach_run(mt_acct_maps_visit, &rr);
-        mt_acct_snapshot(MTF_SNAP_EXIT, NULL, 0); /* written through: right before END */
+        int scanned = reason != MTF_END_EXEC && mt_live_enabled() &&
+                      mt_reach_run(mt_acct_maps_visit, &rr) == 0;
+        mt_acct_snapshot(MTF_SNAP_EXIT, NULL, 0);           /* written through: right before END */
+        (void)mt_sample_write_totals(scanned ? &rr : NULL); /* sampled traces (§9.2) */
         (void)mt_tbuf_write_end(reason, status);
     } else if (mt_writer_failed() && mt_tbuf_dropped() > 0) {
         mt_log_error("%llu calls were not recorded: the trace %s is incomplete",

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "config.h"
 #include "crc32c.h"
 #include "log.h"
 #include "memtrace/format.h"
@@ -322,6 +323,7 @@ int mt_writer_open(const char *pattern, uint32_t origin, uint32_t max_frames)
     h.start_monotonic_ns = mt_clock_ns(); /* the events' clock (clock.h) */
     h.max_frames = max_frames;
     h.pointer_size = sizeof(void *);
+    h.sample_bytes = mt_config.sample_bytes; /* 0 unless MEMTRACE_SAMPLE (sample.c) */
     struct iovec v = { &h, sizeof h };
     if (write_all(&v, 1, sizeof h) != 0)
         return errno ? -errno : -EIO;

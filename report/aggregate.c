@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "estimate.h"
 #include "util.h"
 
 #define STACK_ID_MAX (64u << 20) /* ids above are not stored (a valid trace numbers from 1) */
@@ -199,6 +200,7 @@ void agg_free(struct agg *a)
     free(a->live->b);
     free(a->live);
     mt_rangemap_fini(&a->maps);
+    est_free(a->est);
     free(a->timeline);
     free(a);
 }
@@ -212,6 +214,9 @@ void agg_header(struct agg *a, const struct mtf_file_header *h)
     if (h->page_size >= 512 && (h->page_size & (h->page_size - 1)) == 0)
         a->page_size = h->page_size;
     a->first_ts_ns = a->last_ts_ns = h->start_monotonic_ns;
+    a->sample_bytes = h->sample_bytes;
+    if (a->sample_bytes != 0 && a->est == NULL)
+        a->est = est_new(a->sample_bytes);
 }
 
 /* ---- the memoryUsage figures ------------------------------------------------------------- */
@@ -311,6 +316,8 @@ static uint32_t event_class(const struct rd_event *ev, uint32_t def)
 
 static void on_heap(struct agg *a, const struct rd_event *ev)
 {
+    if (a->est != NULL)
+        est_heap(a->est, ev);
     switch (ev->kind) {
     case MTF_EV_FREE:
         if (ev->addr != 0)
@@ -553,6 +560,11 @@ void agg_item(struct agg *a, const struct rd_item *item)
         note_ts(a, item->reach.h.ts_ns);
         on_reach(a, &item->reach);
         break;
+    case RD_ITEM_TOTALS: /* a sampled trace's exact figures (trace-format.md §9.2) */
+        note_ts(a, item->totals.ts_ns);
+        a->have_totals = 1;
+        a->totals = item->totals;
+        break;
     }
 }
 
@@ -581,6 +593,8 @@ void agg_finish(struct agg *a)
                      : s->peak_seq != a->peak_seq ? s->live_bytes
                                                   : s->at_peak_live;
     }
+    if (a->est != NULL)
+        est_apply(a->est, a); /* sampled: site figures become estimates */
 }
 
 struct agg_site *agg_sites(const struct agg *a, size_t *n)

@@ -138,6 +138,12 @@ struct agg {
     uint32_t reach_flags; /* MTF_REACHF_* of the last scan */
 
     int finished;
+
+    /* sampling (format 2.1): the file header's rate, the TOTALS record, the estimates */
+    uint64_t sample_bytes; /* 0: every call is in the trace */
+    int have_totals;
+    struct mtf_totals totals; /* exact calls and live figures (have_totals) */
+    struct est *est;          /* estimate.c: weighted site figures, NULL when not sampled */
 };
 
 struct agg *agg_new(void);

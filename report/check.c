@@ -678,6 +678,30 @@ static void fill_process(struct chk_proc *p, const struct agg *a, const struct r
         st->complete && p->error == NULL && a->have_end && a->end.reason == MTF_END_EXIT;
 }
 
+/* A sampled trace: the gate uses the exact lost totals of its TOTALS record, never the sampled
+ * sites' sum; the lost blocks no sampled site accounts for are reported as such. */
+static void sampled_totals(struct chk_proc *p, const struct agg *a)
+{
+    p->sample_bytes = a->sample_bytes;
+    if (a->sample_bytes == 0 || !a->have_totals || !p->leaks_checked)
+        return;
+    const struct mtf_totals *t = &a->totals;
+    uint64_t blocks, bytes;
+    if (t->flags & MTF_TOTALSF_SCANNED) {
+        blocks = t->lost_blocks, bytes = t->lost_bytes;
+    } else {
+        blocks = t->live_blocks > 0 ? (uint64_t)t->live_blocks : 0;
+        bytes = t->live_usable > 0 ? (uint64_t)t->live_usable : 0;
+    }
+    blocks = blocks > p->supp_blocks ? blocks - p->supp_blocks : 0;
+    bytes = bytes > p->supp_bytes ? bytes - p->supp_bytes : 0;
+    p->unsampled_blocks = blocks > p->lost_blocks ? blocks - p->lost_blocks : 0;
+    p->unsampled_bytes = bytes > p->lost_bytes ? bytes - p->lost_bytes : 0;
+    p->lost_blocks = blocks;
+    p->lost_bytes = bytes;
+    p->lost_exact = 1;
+}
+
 static void cap_refusal(struct chk_proc *p, const struct agg *a, struct stackview *v)
 {
     for (size_t i = 0; i < a->nlimits; i++) {
@@ -738,6 +762,7 @@ static int load_trace(struct chk_run *r, const char *path, struct chk_proc *p)
     p->truncated |= rc == RD_ERR_TRUNC;
     struct stackview *v = sv_new(sym, a);
     leaks(r, p, a, v, &scan);
+    sampled_totals(p, a);
     cap_refusal(p, a, v);
     sv_free(v);
     am_free(&scan.map);

@@ -91,6 +91,12 @@ struct chk_proc {
     uint64_t lost_bytes, lost_blocks, reachable_bytes, reachable_blocks;
     uint64_t supp_bytes, supp_blocks;
     unsigned fail; /* CHK_FAIL_* */
+    /* sampled traces (MEMTRACE_SAMPLE): sites list only sampled blocks; lost_* above are the
+     * TOTALS record's exact figures (the leak scan's lost blocks, else every live block with
+     * its usable bytes), less the suppressed sampled blocks */
+    uint64_t sample_bytes;                      /* 0: not sampled */
+    int lost_exact;                             /* lost_* came from a TOTALS record */
+    uint64_t unsampled_bytes, unsampled_blocks; /* lost blocks no sampled site accounts for */
 };
 
 struct chk_opts {

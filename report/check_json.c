@@ -191,6 +191,17 @@ static void put_process(struct jw *j, const struct chk_run *r, const struct chk_
     put_cap(j, p);
     jw_bool(j, "leaks_checked", p->leaks_checked);
     jw_bool(j, "leak_scan", p->leak_scan);
+    if (p->sample_bytes) {
+        /* sampled trace: `lost` holds the exact totals, `leaks` only sampled sites */
+        jw_open(j, "sampling", '{');
+        jw_u64(j, "bytes", p->sample_bytes);
+        jw_bool(j, "lost_exact", p->lost_exact);
+        jw_u64(j, "not_sampled_bytes", p->unsampled_bytes);
+        jw_u64(j, "not_sampled_blocks", p->unsampled_blocks);
+        jw_close(j, '}');
+    } else {
+        jw_str(j, "sampling", NULL);
+    }
     jw_open(j, "live_at_end", '{');
     jw_u64(j, "bytes", p->live_bytes);
     jw_u64(j, "blocks", p->live_blocks);

@@ -146,6 +146,17 @@ static void put_notes(FILE *out, const struct chk_run *r, const struct chk_proc 
                 tag, how, p->error ? ", incomplete trace" : "",
                 render_bytes(b, sizeof b, p->live_bytes), p->live_blocks, plural(p->live_blocks));
     }
+    if (p->sample_bytes)
+        fprintf(out, "  note: %s: sampled 1 per %s requested: sites are sampled%s\n", tag,
+                render_bytes(b, sizeof b, p->sample_bytes),
+                !p->leaks_checked ? ""
+                : p->lost_exact   ? "; the lost totals are exact"
+                                  : "; the lost totals are from the samples only (no TOTALS "
+                                    "record)");
+    if (p->unsampled_blocks)
+        fprintf(out, "  lost in %s: %s in %" PRIu64 " block%s: site not sampled\n", tag,
+                render_bytes(b, sizeof b, p->unsampled_bytes), p->unsampled_blocks,
+                plural(p->unsampled_blocks));
     if (p->leaks_checked && !p->leak_scan)
         fprintf(out,
                 "  note: %s: no exit leak scan in the trace (MEMTRACE_LEAK_SCAN=1, set by "

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "estimate.h"
 #include "util.h"
 
 /* Larger first; ties by stack id so the output is stable. */
@@ -60,6 +61,33 @@ top_list(const struct findings *f, int (*cmp)(const void *, const void *), unsig
     return l;
 }
 
+/* A sampled trace: the leak totals come from its TOTALS record, exactly. With the leak scan, the
+ * lost blocks that no sampled allocation accounts for are one more entry, "site not sampled". */
+static void sampled_leaks(struct findings *f, const struct agg *a)
+{
+    f->sampled = 1;
+    if (!a->have_totals)
+        return; /* an incomplete trace: the estimates are all there is */
+    const struct mtf_totals *t = &a->totals;
+    f->leak_exact = 1;
+    if (t->flags & MTF_TOTALSF_SCANNED) {
+        uint64_t raw_blocks = 0, raw_bytes = 0;
+        if (a->est != NULL)
+            est_raw_lost(a->est, &raw_blocks, &raw_bytes);
+        f->unsampled_blocks = t->lost_blocks > raw_blocks ? t->lost_blocks - raw_blocks : 0;
+        f->unsampled_bytes = t->lost_bytes > raw_bytes ? t->lost_bytes - raw_bytes : 0;
+        if (f->unsampled_blocks != 0)
+            f->leaks[f->nleaks++] =
+                (struct leak_site){ FINDINGS_NOT_SAMPLED, f->unsampled_bytes, f->unsampled_blocks };
+        f->leak_blocks = t->lost_blocks;
+        f->leak_bytes = t->lost_bytes;
+    } else {
+        f->leak_bytes_usable = 1;
+        f->leak_blocks = t->live_blocks > 0 ? (uint64_t)t->live_blocks : 0;
+        f->leak_bytes = t->live_usable > 0 ? (uint64_t)t->live_usable : 0;
+    }
+}
+
 void findings_compute(struct findings *f, const struct agg *a, struct stackview *v,
                       struct suppressions *s, unsigned top)
 {
@@ -92,6 +120,8 @@ void findings_compute(struct findings *f, const struct agg *a, struct stackview 
         f->leak_bytes += bytes;
         f->leak_blocks += blocks;
     }
+    if (a->sample_bytes != 0)
+        sampled_leaks(f, a);
     qsort(f->leaks, f->nleaks, sizeof *f->leaks, by_leak);
 }
 

@@ -28,7 +28,18 @@ struct findings {
     uint64_t leak_bytes, leak_blocks;
     uint64_t supp_bytes, supp_blocks;           /* taken by any suppression */
     uint64_t reachable_bytes, reachable_blocks; /* live at exit but pointed to (leak scan) */
+
+    /* sampled traces (agg.sample_bytes): site figures are estimates; leak_blocks and
+     * leak_bytes are the TOTALS record's exact figures instead of the sites' sum */
+    int sampled;
+    int leak_exact;        /* leak_* are exact (a TOTALS record was read) */
+    int leak_bytes_usable; /* no leak scan: leak_bytes are usable bytes live at exit */
+    uint64_t unsampled_blocks, unsampled_bytes; /* lost blocks whose allocation was not sampled
+                                                   (also a leaks[] entry, stack
+                                                   FINDINGS_NOT_SAMPLED) */
 };
+
+#define FINDINGS_NOT_SAMPLED UINT32_MAX /* leak_site.stack of the lost blocks not sampled */
 
 /* Fill f; suppression rules' stacks/blocks/bytes are added to. `top` sites per list. */
 void findings_compute(struct findings *f, const struct agg *a, struct stackview *v,

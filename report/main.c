@@ -80,6 +80,9 @@ static const char usage_text[] =
     "Units: 1 KB = 1024 bytes, 1 MB = 1024 KB (as Node's bytes / 1024 / 1024). rss and\n"
     "heapTotal are sampled by snapshots (n/a when the trace has none); heapUsed, external and\n"
     "mapped are replayed exactly from every event.\n"
+    "Sampled traces (MEMTRACE_SAMPLE, memtrace --sample): site figures and the heap peak are\n"
+    "estimates (each sampled allocation weighted by 1/P(sampled)), and say so; calls per\n"
+    "function, leak totals and heapUsed at exit are exact (the trace's TOTALS record).\n"
     "\n"
     "Exit status:\n"
     "  0  the trace was read to its END record\n"
@@ -232,6 +235,9 @@ static void note_item(struct render_trace *t, char **exe, const struct rd_item *
         break;
     case RD_ITEM_REACH:
         ts = item->reach.h.ts_ns;
+        break;
+    case RD_ITEM_TOTALS:
+        ts = item->totals.ts_ns;
         break;
     }
     if (ts < t->min_ts_ns)

@@ -263,6 +263,7 @@ static int read_file_header(struct reader *r)
     h->start_monotonic_ns = GET64(p, struct mtf_file_header, start_monotonic_ns);
     h->max_frames = GET32(p, struct mtf_file_header, max_frames);
     h->pointer_size = GET32(p, struct mtf_file_header, pointer_size);
+    h->sample_bytes = GET64(p, struct mtf_file_header, sample_bytes);
     for (size_t i = 0; i < sizeof(h->reserved) / sizeof(h->reserved[0]); i++)
         h->reserved[i] = le64(p + offsetof(struct mtf_file_header, reserved) + 8 * i);
     r->strict = h->version_minor <= MTF_VERSION_MINOR;
@@ -1057,6 +1058,32 @@ static int do_reach(struct reader *r, struct rd_item *item)
     return 1;
 }
 
+/* TOTALS (trace-format.md §9.2): the exact figures of a sampled trace. */
+static int do_totals(struct reader *r, struct rd_item *item)
+{
+    const uint8_t *p = r->pl;
+    if (r->pl_size < MTF_TOTALS_SIZE)
+        return fail(r, RD_ERR_CORRUPT, r->rec_off, "TOTALS record of %u bytes, expected %u",
+                    r->pl_size, MTF_TOTALS_SIZE);
+    if (check_tail(r, MTF_TOTALS_SIZE, "TOTALS") != 0)
+        return r->err;
+    struct mtf_totals *t = &item->totals;
+    t->ts_ns = GET64(p, struct mtf_totals, ts_ns);
+    t->sample_bytes = GET64(p, struct mtf_totals, sample_bytes);
+    t->live_blocks = (int64_t)GET64(p, struct mtf_totals, live_blocks);
+    t->live_usable = (int64_t)GET64(p, struct mtf_totals, live_usable);
+    t->alloc_bytes = GET64(p, struct mtf_totals, alloc_bytes);
+    t->lost_blocks = GET64(p, struct mtf_totals, lost_blocks);
+    t->lost_bytes = GET64(p, struct mtf_totals, lost_bytes);
+    t->unsampleable = GET64(p, struct mtf_totals, unsampleable);
+    t->flags = GET32(p, struct mtf_totals, flags);
+    t->reserved = 0;
+    for (size_t i = 0; i < MTF_EV_KIND_COUNT; i++)
+        t->calls[i] = le64(p + offsetof(struct mtf_totals, calls) + 8 * i);
+    item->type = RD_ITEM_TOTALS;
+    return 1;
+}
+
 /* A record header of zeros where one should start: the writer preallocated or mapped the file
  * and stopped (trace-format.md §11 treats this like a cut). If the rest of the input is zeros
  * too, it is a truncation; otherwise the file is corrupt at `off`. */
@@ -1151,6 +1178,9 @@ static int next_record(struct reader *r, struct rd_item *item)
         break;
     case MTF_REC_REACH:
         rc = do_reach(r, item);
+        break;
+    case MTF_REC_TOTALS:
+        rc = do_totals(r, item);
         break;
     default: /* a type from a newer writer: skipped by its length (trace-format.md §4) */
         rc = 0;

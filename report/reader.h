@@ -26,6 +26,7 @@ enum rd_item_type {
     RD_ITEM_END,       /* item.end: the END record */
     RD_ITEM_LOSS,      /* item.loss */
     RD_ITEM_REACH,     /* item.reach: one REACH record of the exit-time leak scan */
+    RD_ITEM_TOTALS,    /* item.totals: exact totals of a sampled trace (2.1) */
 };
 
 struct rd_event {
@@ -101,6 +102,7 @@ struct rd_item {
         struct mtf_end end;
         struct mtf_loss loss;
         struct rd_reach reach;
+        struct mtf_totals totals;
     };
 };
 

@@ -45,10 +45,10 @@ int render_events_header(FILE *out, const struct mtf_file_header *h)
     fprintf(out,
             "header version=%u.%u header_size=%u pid=%u parent_pid=%u origin=%s page_size=%u "
             "max_frames=%u pointer_size=%u start_realtime_ns=%" PRIu64
-            " start_monotonic_ns=%" PRIu64 "\n",
+            " start_monotonic_ns=%" PRIu64 " sample_bytes=%" PRIu64 "\n",
             h->version_major, h->version_minor, h->header_size, h->pid, h->parent_pid,
             reader_origin_name(h->origin), h->page_size, h->max_frames, h->pointer_size,
-            h->start_realtime_ns, h->start_monotonic_ns);
+            h->start_realtime_ns, h->start_monotonic_ns, h->sample_bytes);
     return result(out);
 }
 
@@ -259,6 +259,19 @@ int render_events_item(FILE *out, const struct rd_item *item)
         for (uint32_t i = 0; i < x->h.count; i++)
             fprintf(out, "%s0x%" PRIx64 ":%s", i ? "," : " lost=", x->entries[i].addr,
                     x->entries[i].state == MTF_REACH_DIRECT ? "direct" : "indirect");
+        fputc('\n', out);
+        break;
+    }
+    case RD_ITEM_TOTALS: {
+        const struct mtf_totals *x = &item->totals;
+        fprintf(out,
+                "ts=%" PRIu64 " totals sample=%" PRIu64 " live_blocks=%" PRId64
+                " live_usable=%" PRId64 " alloc_bytes=%" PRIu64 " lost_blocks=%" PRIu64
+                " lost_bytes=%" PRIu64 " unsampleable=%" PRIu64 "%s",
+                x->ts_ns, x->sample_bytes, x->live_blocks, x->live_usable, x->alloc_bytes,
+                x->lost_blocks, x->lost_bytes, x->unsampleable,
+                x->flags & MTF_TOTALSF_SCANNED ? " scanned" : "");
+        put_counts(out, x->calls);
         fputc('\n', out);
         break;
     }

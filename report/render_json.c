@@ -179,6 +179,8 @@ static void put_sites(struct json *j, const struct render_trace *t, const char *
         put_u64(j, "at_heap_peak_bytes", l[i]->at_peak);
         put_u64(j, "live_bytes_at_exit", l[i]->live_bytes);
         put_u64(j, "live_blocks_at_exit", l[i]->live_blocks);
+        if (t->agg->sample_bytes)
+            put_bool(j, "estimated", 1);
         put_stack(j, t, "stack", l[i]->stack);
         close_object(j);
     }
@@ -191,6 +193,10 @@ static void put_leaks(struct json *j, const struct render_trace *t)
     open_object(j, "leaks");
     put_u64(j, "bytes", f->leak_bytes);
     put_u64(j, "blocks", f->leak_blocks);
+    if (f->sampled) {
+        put_bool(j, "exact", f->leak_exact);
+        put_str(j, "bytes_are", f->leak_bytes_usable ? "usable" : "requested");
+    }
     put_bool(j, "leak_scan", t->agg->have_reach);
     put_u64(j, "reachable_bytes", f->reachable_bytes);
     put_u64(j, "reachable_blocks", f->reachable_blocks);
@@ -199,7 +205,15 @@ static void put_leaks(struct json *j, const struct render_trace *t)
         open_object(j, NULL);
         put_u64(j, "bytes", f->leaks[i].bytes);
         put_u64(j, "blocks", f->leaks[i].blocks);
-        put_stack(j, t, "stack", f->leaks[i].stack);
+        if (f->leaks[i].stack == FINDINGS_NOT_SAMPLED) {
+            put_bool(j, "site_not_sampled", 1); /* exact: the leak scan's rest */
+            put_null(j, "stack_id");
+            put_null(j, "stack");
+        } else {
+            if (f->sampled)
+                put_bool(j, "estimated", 1);
+            put_stack(j, t, "stack", f->leaks[i].stack);
+        }
         close_object(j);
     }
     close_array(j);
@@ -275,10 +289,44 @@ static void put_limits(struct json *j, const struct render_trace *t)
     close_object(j);
 }
 
+/* "sampling": null, or what was sampled and the exact figures of the TOTALS record. */
+static void put_sampling(struct json *j, const struct render_trace *t)
+{
+    const struct agg *a = t->agg;
+    if (a->sample_bytes == 0) {
+        put_null(j, "sampling");
+        return;
+    }
+    open_object(j, "sampling");
+    put_u64(j, "bytes", a->sample_bytes);
+    put_bool(j, "estimated", 1); /* site figures: top_sites, leaks.sites, peak */
+    put_bool(j, "exact_totals", a->have_totals);
+    if (a->have_totals) {
+        const struct mtf_totals *x = &a->totals;
+        open_object(j, "calls");
+        for (unsigned k = MTF_EV_MALLOC; k <= MTF_EV_PVALLOC; k++)
+            put_u64(j, reader_kind_name(k), x->calls[k]);
+        close_object(j);
+        put_i64(j, "live_blocks", x->live_blocks);
+        put_i64(j, "live_usable_bytes", x->live_usable);
+        put_u64(j, "allocated_bytes", x->alloc_bytes);
+        if (x->flags & MTF_TOTALSF_SCANNED) {
+            put_u64(j, "lost_blocks", x->lost_blocks);
+            put_u64(j, "lost_bytes", x->lost_bytes);
+        } else {
+            put_null(j, "lost_blocks");
+            put_null(j, "lost_bytes");
+        }
+        put_u64(j, "unsampleable", x->unsampleable);
+    }
+    close_object(j);
+}
+
 static void put_report(struct json *j, const struct render_trace *t)
 {
     const struct agg *a = t->agg;
     put_str(j, "command", a->cmdline);
+    put_sampling(j, t);
     put_u64(j, "unknown_frees", a->unknown_frees);
     if (a->peak.ts_ns != 0)
         put_usage(j, t, "peak", &a->peak, 0);

@@ -177,6 +177,28 @@ static void put_stack(FILE *out, const struct render_trace *t, uint32_t id, cons
         fprintf(out, "%s... outer frames not recorded (deeper than MEMTRACE_DEPTH)\n", indent);
 }
 
+/* ---- sampling ------------------------------------------------------------------------------ */
+
+/* A sampled trace says so before any figure: which are estimates, which exact. */
+static void put_sampling(FILE *out, const struct render_trace *t)
+{
+    const struct agg *a = t->agg;
+    char b[32];
+    if (a->sample_bytes == 0)
+        return;
+    fprintf(out, "sampled   1 per %s requested: site figures are estimates\n",
+            render_bytes(b, sizeof b, a->sample_bytes));
+    if (a->have_totals)
+        fputs("          calls per kind and leak totals are exact (TOTALS record)\n", out);
+    else
+        fputs("          no TOTALS record (incomplete trace): calls and leaks are estimates "
+              "too\n",
+              out);
+    if (a->have_totals && a->totals.unsampleable)
+        fprintf(out, "          %" PRIu64 " sampled allocations were not followed (set full)\n",
+                a->totals.unsampleable);
+}
+
 /* ---- memoryUsage ------------------------------------------------------------------------- */
 
 static void put_usage_row(FILE *out, const struct render_trace *t, const char *name,
@@ -207,7 +229,11 @@ static void put_usage(FILE *out, const struct render_trace *t)
     else
         fputs("  peak  (no heap block was ever live)\n", out);
     put_usage_row(out, t, "exit", &a->exit, exit_star);
-    if (a->peak.ts_ns != 0)
+    if (a->peak.ts_ns != 0 && a->sample_bytes != 0)
+        fprintf(out, "  heap peak: about %s used (estimated, %s requested)\n",
+                render_bytes(b[0], 32, a->peak.heap_used),
+                render_bytes(b[1], 32, a->peak.requested));
+    else if (a->peak.ts_ns != 0)
         fprintf(out, "  heap peak: %s used by %" PRIu64 " blocks (%s requested)\n",
                 render_bytes(b[0], 32, a->peak.heap_used), a->peak.heap_blocks,
                 render_bytes(b[1], 32, a->peak.requested));
@@ -233,7 +259,8 @@ static void put_calls(FILE *out, const struct render_trace *t)
     uint64_t calls = 0;
     for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++)
         calls += a->counts[k];
-    fprintf(out, "\ncalls     %" PRIu64 "\n", calls);
+    fprintf(out, "\ncalls     %" PRIu64 "%s\n", calls,
+            a->sample_bytes && a->have_totals ? " (exact, sampled or not)" : "");
     for (unsigned k = RENDER_FIRST_CALL; k <= RENDER_LAST_CALL; k++) {
         if (a->counts[k] == 0)
             continue;
@@ -301,7 +328,8 @@ static void put_top(FILE *out, const struct render_trace *t, const char *title, 
     char b[3][32], seen[64];
     if (n == 0)
         return;
-    fprintf(out, "\ntop sites by %s\n", title);
+    fprintf(out, "\ntop sites by %s%s\n", title,
+            t->agg->sample_bytes ? " (estimated from samples)" : "");
     for (size_t i = 0; i < n; i++) {
         const struct agg_site *s = l[i];
         fprintf(out, "  #%-2zu peak %10s  total %10s  calls %10" PRIu64 "  at heap peak %s\n",
@@ -349,14 +377,26 @@ static void put_leaks(FILE *out, const struct render_trace *t)
     if (f->nleaks == 0) {
         fputs("\nleaks     none: every block the program allocated was freed\n", out);
     } else {
-        fprintf(out, "\nleaks     %s in %" PRIu64 " block%s from %zu site%s (live at exit)\n",
-                render_bytes(b, sizeof b, f->leak_bytes), f->leak_blocks,
-                f->leak_blocks == 1 ? "" : "s", f->nleaks, f->nleaks == 1 ? "" : "s");
+        fprintf(out, "\nleaks     %s%s in %" PRIu64 " block%s from %zu site%s (%s)\n",
+                render_bytes(b, sizeof b, f->leak_bytes), f->leak_bytes_usable ? " usable" : "",
+                f->leak_blocks, f->leak_blocks == 1 ? "" : "s", f->nleaks,
+                f->nleaks == 1 ? "" : "s",
+                !f->sampled            ? "live at exit"
+                : !f->leak_exact       ? "estimated"
+                : f->leak_bytes_usable ? "exact, live at exit; sites estimated"
+                                       : "exact, lost at the exit leak scan; sites estimated");
         size_t shown = f->nleaks < t->top ? f->nleaks : t->top;
         for (size_t i = 0; i < shown; i++) {
             const struct leak_site *l = &f->leaks[i];
-            fprintf(out, "  #%-2zu %s in %" PRIu64 " block%s\n", i + 1,
-                    render_bytes(b, sizeof b, l->bytes), l->blocks, l->blocks == 1 ? "" : "s");
+            if (l->stack == FINDINGS_NOT_SAMPLED) {
+                fprintf(out, "  #%-2zu %s in %" PRIu64 " block%s: site not sampled (exact)\n",
+                        i + 1, render_bytes(b, sizeof b, l->bytes), l->blocks,
+                        l->blocks == 1 ? "" : "s");
+                continue;
+            }
+            fprintf(out, "  #%-2zu %s%s in %" PRIu64 " block%s\n", i + 1,
+                    f->sampled ? "about " : "", render_bytes(b, sizeof b, l->bytes), l->blocks,
+                    l->blocks == 1 ? "" : "s");
             put_stack(out, t, l->stack, "      ");
         }
         if (f->nleaks > shown)
@@ -390,6 +430,7 @@ int render_summary(FILE *out, const struct render_trace *t)
                     "warning   %d module%s changed on disk since the run: their frames show "
                     "module+offset only\n",
                     t->stale_modules, t->stale_modules == 1 ? "" : "s");
+        put_sampling(out, t);
         put_limits(out, t);
         put_usage(out, t);
         put_calls(out, t);

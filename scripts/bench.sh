@@ -45,7 +45,8 @@ if section synthetic; then
     echo "synthetic workloads (tests/bench/bench_hooks.c; seconds of the work, start-up and exit excluded)"
     header
     for spec in "churn 1" "churn 2" "churn 8" "deep 1" "realloc 1" "mmap 1" \
-        "churn 1 MEMTRACE_COMPRESS=1" "churn 2 MEMTRACE_COMPRESS=1"; do
+        "churn 1 MEMTRACE_COMPRESS=1" "churn 2 MEMTRACE_COMPRESS=1" \
+        "churn 1 MEMTRACE_SAMPLE=512K" "churn 2 MEMTRACE_SAMPLE=512K"; do
         read -r -a words <<< "$spec"
         mode=${words[0]} threads=${words[1]}
         extra=("${words[@]:2}")

@@ -279,6 +279,10 @@ void h_load(const char *path, struct h_trace *t)
             case RD_ITEM_LOSS:
             case RD_ITEM_REACH:
                 break;
+            case RD_ITEM_TOTALS:
+                t->has_totals = 1;
+                t->totals = it.totals;
+                break;
             case RD_ITEM_PROCESS:
                 t->has_process = 1;
                 snprintf(t->exe, sizeof t->exe, "%s", it.process.exe);

@@ -75,6 +75,8 @@ struct h_trace {
     uint64_t failed;                    /* events with MTF_EVF_FAILED */
     int has_end;
     struct mtf_end end;
+    int has_totals; /* a sampled trace's TOTALS record was read */
+    struct mtf_totals totals;
     int has_process;
     char exe[4096];
     uint32_t nthreads;       /* distinct thread serials */

@@ -17,7 +17,7 @@
 #define MTF_MAGIC         "MEMTRACE" /* 8 bytes, no terminator on disk */
 #define MTF_MAGIC_SIZE    8
 #define MTF_VERSION_MAJOR 2 /* readers refuse other majors */
-#define MTF_VERSION_MINOR 0 /* readers accept newer minors and skip what they do not know */
+#define MTF_VERSION_MINOR 1 /* readers accept newer minors and skip what they do not know */
 
 /* ---- file header: the first bytes of every trace ------------------------------------------- */
 
@@ -38,7 +38,9 @@ struct mtf_file_header {
     uint64_t start_monotonic_ns;   /* CLOCK_MONOTONIC at the same instant; event times are on it */
     uint32_t max_frames;           /* MEMTRACE_DEPTH in force */
     uint32_t pointer_size;         /* 8 on the platforms we support */
-    uint64_t reserved[6];          /* zero; future minors may give them meaning */
+    uint64_t sample_bytes;         /* 2.1: MEMTRACE_SAMPLE, mean bytes between sampled
+                                      allocations; 0 (and in 2.0) every call is recorded */
+    uint64_t reserved[5];          /* zero; future minors may give them meaning */
 };
 
 #define MTF_FILE_HEADER_SIZE 104
@@ -47,6 +49,7 @@ _Static_assert(offsetof(struct mtf_file_header, version_major) == 8, "version of
 _Static_assert(offsetof(struct mtf_file_header, header_size) == 12, "header_size offset");
 _Static_assert(offsetof(struct mtf_file_header, start_realtime_ns) == 32, "realtime offset");
 _Static_assert(offsetof(struct mtf_file_header, max_frames) == 48, "max_frames offset");
+_Static_assert(offsetof(struct mtf_file_header, sample_bytes) == 56, "sample_bytes offset");
 
 /* ---- record framing: everything after the header is a sequence of records ------------------ */
 
@@ -72,6 +75,7 @@ _Static_assert(offsetof(struct mtf_record_header, crc32c) == MTF_RECORD_CRC_SPAN
 #define MTF_REC_END     4 /* clean end of the trace, see struct mtf_end */
 #define MTF_REC_LOSS    5 /* events that could not be recorded, see struct mtf_loss */
 #define MTF_REC_REACH   6 /* leak scan at exit: heap blocks no longer reachable, see mtf_reach */
+#define MTF_REC_TOTALS  7 /* 2.1, sampled traces: exact call and live totals, see mtf_totals */
 
 #define MTF_RECF_NONE 0 /* no record flags are defined in 1.0 */
 
@@ -288,6 +292,30 @@ struct mtf_reach_entry {
 
 #define MTF_REACH_ENTRY_SIZE 16
 _Static_assert(sizeof(struct mtf_reach_entry) == MTF_REACH_ENTRY_SIZE, "reach entry size");
+
+/* ---- MTF_REC_TOTALS: exact figures of a sampled trace (2.1) ---------------------------------
+ * With MEMTRACE_SAMPLE only some allocations are recorded; this record, written at exit before
+ * END, gives what sampling leaves out: every program call per kind (recorded or not) and what is
+ * live at exit. Counts start when the process (a fork child: the fork) started. */
+#define MTF_TOTALSF_SCANNED 1 /* the leak scan ran: lost_* hold its result (REACH records) */
+
+struct mtf_totals {
+    uint64_t ts_ns;                    /* CLOCK_MONOTONIC */
+    uint64_t sample_bytes;             /* the sampling rate in force (as in the file header) */
+    int64_t live_blocks;               /* heap-family blocks allocated minus blocks freed */
+    int64_t live_usable;               /* their usable bytes (the heapUsed counted for them) */
+    uint64_t alloc_bytes;              /* requested bytes of every successful allocation */
+    uint64_t lost_blocks;              /* leak scan: unreachable blocks, direct + indirect */
+    uint64_t lost_bytes;               /* ... their requested bytes */
+    uint64_t unsampleable;             /* allocations sampled but not tracked (set full) */
+    uint32_t flags;                    /* MTF_TOTALSF_* */
+    uint32_t reserved;                 /* zero */
+    uint64_t calls[MTF_EV_KIND_COUNT]; /* program calls per kind, recorded or not */
+};
+
+#define MTF_TOTALS_SIZE (72 + 8 * MTF_EV_KIND_COUNT)
+_Static_assert(sizeof(struct mtf_totals) == MTF_TOTALS_SIZE, "totals size");
+_Static_assert(offsetof(struct mtf_totals, flags) == 64, "totals flags offset");
 
 /* ---- varint limits ----------------------------------------------------------------------------
  */

@@ -78,6 +78,12 @@ static struct setting bad_settings[] = {
     { "BUFFER", "1.5", 1 },
     { "OUTPUT", "", 1 },
     { "OUTPUT", "x%q", 1 },
+    { "SAMPLE", "abc", 1 },
+    { "SAMPLE", "0", 1 },
+    { "SAMPLE", "-512K", 1 },
+    { "SAMPLE", "2T", 1 },
+    { "SAMPLE", "", 1 },
+    { "SAMPLE_SEED", "0", 1 },
     { "DEPHT", "3", 0 },
 };
 

@@ -46,16 +46,17 @@ Test(format, file_header_matches_spec_section_3)
         FIELD(mtf_file_header, start_monotonic_ns, 40, 8),
         FIELD(mtf_file_header, max_frames, 48, 4),
         FIELD(mtf_file_header, pointer_size, 52, 4),
-        FIELD(mtf_file_header, reserved, 56, 48),
+        FIELD(mtf_file_header, sample_bytes, 56, 8),
+        FIELD(mtf_file_header, reserved, 64, 40),
     };
     check_fields(f, sizeof(f) / sizeof(f[0]));
-    /* The table's last row ends at 56 + 48. */
+    /* The table's last row ends at 64 + 40. */
     cr_expect(eq(sz, sizeof(struct mtf_file_header), 104), "header ends after `reserved`");
     cr_expect(eq(int, MTF_FILE_HEADER_SIZE, 104));
     cr_expect(eq(int, memcmp(MTF_MAGIC, "MEMTRACE", 8), 0));
     cr_expect(eq(int, MTF_MAGIC_SIZE, 8));
     cr_expect(eq(int, MTF_VERSION_MAJOR, 2));
-    cr_expect(eq(int, MTF_VERSION_MINOR, 0));
+    cr_expect(eq(int, MTF_VERSION_MINOR, 1));
     cr_expect(eq(int, MTF_ORIGIN_START, 0));
     cr_expect(eq(int, MTF_ORIGIN_FORK, 1));
     cr_expect(eq(int, MTF_ORIGIN_EXEC, 2));
@@ -212,6 +213,24 @@ Test(format, end_and_loss_records_match_spec_sections_8_and_9)
     cr_expect(eq(int, MTF_END_SIGNAL, 3));
     cr_expect(eq(int, MTF_LOSS_WRITER, 1));
     cr_expect(eq(int, MTF_LOSS_THREAD, 2));
+}
+
+Test(format, totals_record_matches_spec_section_9_2)
+{
+    static const struct field f[] = {
+        FIELD(mtf_totals, ts_ns, 0, 8),        FIELD(mtf_totals, sample_bytes, 8, 8),
+        FIELD(mtf_totals, live_blocks, 16, 8), FIELD(mtf_totals, live_usable, 24, 8),
+        FIELD(mtf_totals, alloc_bytes, 32, 8), FIELD(mtf_totals, lost_blocks, 40, 8),
+        FIELD(mtf_totals, lost_bytes, 48, 8),  FIELD(mtf_totals, unsampleable, 56, 8),
+        FIELD(mtf_totals, flags, 64, 4),       FIELD(mtf_totals, reserved, 68, 4),
+        FIELD(mtf_totals, calls, 72, 8 * 20),
+    };
+    check_fields(f, sizeof(f) / sizeof(f[0]));
+    /* The TOTALS table's last row ends at 72 + 8 * 20. */
+    cr_expect(eq(sz, sizeof(struct mtf_totals), 232), "TOTALS ends after `calls`");
+    cr_expect(eq(int, MTF_TOTALS_SIZE, 232));
+    cr_expect(eq(int, MTF_REC_TOTALS, 7));
+    cr_expect(eq(int, MTF_TOTALSF_SCANNED, 1));
 }
 
 Test(format, zigzag_maps_small_deltas_as_spec_section_1_says)

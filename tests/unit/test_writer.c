@@ -293,7 +293,8 @@ Test(writer, open_creates_file_0600_with_header)
     cr_expect(le(u64, h.start_monotonic_ns, mono1));
     cr_expect(eq(u32, h.max_frames, 33));
     cr_expect(eq(u32, h.pointer_size, 8));
-    for (int i = 0; i < 6; i++)
+    cr_expect(eq(u64, h.sample_bytes, 0), "MEMTRACE_SAMPLE unset: every call recorded");
+    for (int i = 0; i < 5; i++)
         cr_expect(eq(u64, h.reserved[i], 0), "reserved[%d]", i);
     free(buf);
 }

@@ -110,6 +110,7 @@ void tg_file_header(struct tg_buf *out, const struct mtf_file_header *hp)
     tg_u64(out, h.start_monotonic_ns);
     tg_u32(out, h.max_frames);
     tg_u32(out, h.pointer_size);
+    tg_u64(out, h.sample_bytes);
     for (size_t i = 0; i < sizeof(h.reserved) / sizeof(h.reserved[0]); i++)
         tg_u64(out, h.reserved[i]);
     while (out->len - start < h.header_size)
