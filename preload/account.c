@@ -32,7 +32,7 @@ static struct {
     _Atomic int64_t moved[MTF_CLASS_COUNT]; /* heap-family blocks a rule put in another class */
 } g;
 
-static int heap_capped; /* set once at start-up, before the program's threads exist */
+int mt_acct_heap_capped; /* set once at start-up, before the program's threads exist */
 
 _Atomic uint64_t mt_acct_moved_blocks;
 atomic_int mt_acct_fatal;
@@ -47,7 +47,7 @@ int mt_acct_heap_admit(uint32_t cls, uint64_t request, int64_t *reserved, uint64
 {
     *reserved = 0;
     if (cls == MTF_CLASS_HEAP) {
-        if (!heap_capped)
+        if (!mt_acct_heap_capped)
             return 0;
         /* Check and add in one step: two threads can never both pass with the last free
          * bytes (check-then-add would let them), and no thread is refused for bytes another
@@ -82,7 +82,7 @@ int mt_acct_heap_admit(uint32_t cls, uint64_t request, int64_t *reserved, uint64
     return 0;
 }
 
-void mt_acct_heap_done(uint32_t cls, int64_t delta, int64_t reserved, int nested)
+void mt_acct_heap_done_slow(uint32_t cls, int64_t delta, int64_t reserved, int nested)
 {
     int64_t d = delta - reserved;
     if (d == 0)
@@ -91,7 +91,7 @@ void mt_acct_heap_done(uint32_t cls, int64_t delta, int64_t reserved, int nested
         atomic_fetch_add_explicit(&g.moved[cls], d, memory_order_relaxed);
         return;
     }
-    if (!heap_capped && !nested) {
+    if (!mt_acct_heap_capped && !nested) {
         int64_t *cell = mt_tbuf_heap_cell();
         if (MT_LIKELY(cell != NULL)) {
             /* only this thread writes the cell, and never from a handler: a plain add */
@@ -390,10 +390,10 @@ uint64_t mt_acct_limit(uint32_t cls)
 void mt_acct_init(void)
 {
     (void)mt_acct_page();
-    if (mt_config.heap_limit != 0 && !heap_capped) {
+    if (mt_config.heap_limit != 0 && !mt_acct_heap_capped) {
         /* what threads put in their cells before the cap was known stays there, frozen */
         atomic_store(&g.frozen, mt_tbuf_heap_sum());
-        heap_capped = 1;
+        mt_acct_heap_capped = 1;
     }
     if (mt_config.interval_ns != 0)
         atomic_store(&mt_acct_deadline, mt_clock_ns() + mt_config.interval_ns);

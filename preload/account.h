@@ -17,7 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "memtrace/format.h"
 #include "mt.h"
+#include "tbuf.h"
 
 struct mt_stack_node;
 
@@ -46,7 +48,24 @@ int mt_acct_heap_admit(uint32_t cls, uint64_t request, int64_t *reserved, uint64
 /* After the call (or before a real free): the class's live bytes change by `delta` (usable
  * sizes), and the reservation made by mt_acct_heap_admit is returned. `nested`: called from a
  * signal handler that interrupted the shim (the thread's own cell may be mid-update). */
-void mt_acct_heap_done(uint32_t cls, int64_t delta, int64_t reserved, int nested);
+void mt_acct_heap_done_slow(uint32_t cls, int64_t delta, int64_t reserved, int nested);
+
+extern int mt_acct_heap_capped; /* MEMTRACE_HEAP_LIMIT set: heapUsed is one global word */
+
+static inline void mt_acct_heap_done(uint32_t cls, int64_t delta, int64_t reserved, int nested)
+{
+    int64_t d = delta - reserved;
+    if (MT_LIKELY(cls == MTF_CLASS_HEAP && !mt_acct_heap_capped && !nested)) {
+        int64_t *cell = mt_tbuf_heap_cell();
+        if (MT_LIKELY(cell != NULL)) {
+            /* only this thread writes the cell, and never from a handler: a plain add */
+            __atomic_store_n(cell, __atomic_load_n(cell, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    if (d != 0)
+        mt_acct_heap_done_slow(cls, delta, reserved, nested);
+}
 
 /* Blocks that a rule put in a class other than heap: remembered by address until freed. */
 void mt_acct_block_put(uint64_t addr, uint32_t cls);

@@ -29,7 +29,7 @@ static inline int live_on(void)
 
 static inline uint64_t usable(const void *p)
 {
-    return p != NULL ? mt_real.malloc_usable_size((void *)p) : 0;
+    return mt_usable_size(p);
 }
 
 /* What the allocator handed out beyond the request (trace-format.md §7): heapUsed counts it. */

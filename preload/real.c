@@ -15,8 +15,7 @@ struct mt_real mt_real;
 
 static volatile int resolving; /* set while dlsym runs; nested hook calls see it */
 
-#define ARENA_BYTES (64U << 10)
-static unsigned char arena[ARENA_BYTES] __attribute__((aligned(64)));
+unsigned char mt_boot_arena[MT_BOOT_ARENA_BYTES] __attribute__((aligned(64)));
 static size_t arena_used; /* bump pointer, only advanced under `resolving` (one thread) */
 
 struct boot_hdr {
@@ -29,21 +28,17 @@ void *mt_boot_alloc(size_t size, size_t align)
     if (align < 16)
         align = 16;
     /* align the absolute address: the arena itself is only 64-byte aligned */
-    uintptr_t base = (uintptr_t)arena;
+    uintptr_t base = (uintptr_t)mt_boot_arena;
     uintptr_t at =
         (base + arena_used + sizeof(struct boot_hdr) + align - 1) & ~(uintptr_t)(align - 1);
     size_t start = at - base;
-    if (size > ARENA_BYTES || start > ARENA_BYTES || start + size > ARENA_BYTES)
+    if (size > MT_BOOT_ARENA_BYTES || start > MT_BOOT_ARENA_BYTES ||
+        start + size > MT_BOOT_ARENA_BYTES)
         mt_fatal(134, "bootstrap arena exhausted (%zu bytes requested while resolving symbols)",
                  size);
-    ((struct boot_hdr *)(arena + start))[-1].size = size;
+    ((struct boot_hdr *)(mt_boot_arena + start))[-1].size = size;
     arena_used = start + size;
-    return arena + start;
-}
-
-int mt_boot_owns(const void *p)
-{
-    return (const unsigned char *)p >= arena && (const unsigned char *)p < arena + ARENA_BYTES;
+    return mt_boot_arena + start;
 }
 
 size_t mt_boot_size(const void *p)
@@ -60,6 +55,22 @@ static void *need(const char *name)
                  "program?)",
                  name);
     return f;
+}
+
+/* Whether malloc and malloc_usable_size are glibc's own, from libc.so.6 (x86_64, no memory
+ * tagging): then its chunk layout is known (real.h mt_usable_size). dladdr does not allocate. */
+static int glibc_allocator(void)
+{
+#if defined(__x86_64__) && defined(__GLIBC__)
+    Dl_info a, b;
+    if (dladdr((void *)mt_real.malloc, &a) == 0 ||
+        dladdr((void *)mt_real.malloc_usable_size, &b) == 0)
+        return 0;
+    return a.dli_fbase == b.dli_fbase && a.dli_fname != NULL &&
+           strstr(a.dli_fname, "/libc.so.6") != NULL;
+#else
+    return 0;
+#endif
 }
 
 void mt_real_init(void)
@@ -98,6 +109,7 @@ void mt_real_init(void)
     mt_real.libc_start_main = need("__libc_start_main");
     mt_real.read = need("read");
     mt_real.write = need("write");
+    mt_real.glibc_chunks = glibc_allocator();
     MT_BARRIER();
     mt_real.ready = 1;
     resolving = 0;

@@ -6,6 +6,7 @@
 #define MEMTRACE_PRELOAD_REAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct mt_real {
@@ -41,6 +42,7 @@ struct mt_real {
     ssize_t (*read)(int, void *, size_t);
     ssize_t (*write)(int, const void *, size_t);
     volatile int ready; /* 1 once every pointer above is set */
+    int glibc_chunks;   /* 1: the allocator is glibc's own: usable sizes read from chunk headers */
 };
 
 extern struct mt_real mt_real;
@@ -50,10 +52,33 @@ extern struct mt_real mt_real;
  * fatal with one line. */
 void mt_real_init(void);
 
+/* malloc_usable_size of a block in use. With glibc's allocator (the one in libc.so.6 itself,
+ * not libc_malloc_debug.so or another malloc), read from the chunk's size word as glibc's
+ * musable() computes it for an in-use chunk: the chunk size less its header, 16 bytes for an
+ * mmapped chunk and 8 for the others (the next chunk's prev_size word is usable). A call costs
+ * a PLT jump and a second header read per malloc and per free. */
+static inline size_t mt_usable_size(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    if (__builtin_expect(mt_real.glibc_chunks, 1)) {
+        /* the word before the block, reached through an integer: not an access to the block */
+        size_t word = *(const size_t *)((uintptr_t)p - sizeof(size_t));
+        return (word & ~(size_t)7) - ((word & 2) ? 16 : 8); /* 2: IS_MMAPPED */
+    }
+    return mt_real.malloc_usable_size((void *)p);
+}
+
 /* Bootstrap arena, for calls that arrive while dlsym is running. Blocks are never reused;
  * free() of one is a no-op. */
 void *mt_boot_alloc(size_t size, size_t align);
-int mt_boot_owns(const void *p);
+#define MT_BOOT_ARENA_BYTES (64U << 10)
+extern unsigned char mt_boot_arena[MT_BOOT_ARENA_BYTES];
+
+static inline int mt_boot_owns(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)mt_boot_arena < MT_BOOT_ARENA_BYTES;
+}
 size_t mt_boot_size(const void *p); /* usable size of an arena block */
 
 #endif

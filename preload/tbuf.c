@@ -18,6 +18,7 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -53,8 +54,9 @@ __thread struct mt_tls mt_tls __attribute__((tls_model("initial-exec")));
 #define Z_FAILED   2 /* could not map one: this buffer's chunks are written raw */
 
 struct mt_thread {
-    struct mt_thread *next; /* registry link; immutable once published */
-    _Atomic uint32_t state; /* T_ACTIVE or T_RETIRED (reusable) */
+    struct mt_thread_head head; /* first: tbuf.h reads the heap cell through it */
+    struct mt_thread *next;     /* registry link; immutable once published */
+    _Atomic uint32_t state;     /* T_ACTIVE or T_RETIRED (reusable) */
     uint32_t tid, serial;
     uint8_t *buf;
     uint32_t cap;
@@ -74,10 +76,9 @@ struct mt_thread {
     struct mt_stack_cache cache;
     struct mt_unwind_memo memo;      /* the thread's previous stack walk (unwind.h) */
     struct mt_stack_node *last_node; /* what that walk's frames interned to */
-    int64_t heap_cell; /* account.c's live-heap delta: written by the owner only, never reset */
-    uint32_t zstate;   /* Z_*: MEMTRACE_COMPRESS context, made at the first owner flush */
-    ZSTD_CCtx *zctx;   /* static zstd context inside zmem (never mallocs), kept on reuse */
-    uint8_t *zout;     /* compressed events, cap - 1 bytes (inside zmem) */
+    uint32_t zstate; /* Z_*: MEMTRACE_COMPRESS context, made at the first owner flush */
+    ZSTD_CCtx *zctx; /* static zstd context inside zmem (never mallocs), kept on reuse */
+    uint8_t *zout;   /* compressed events, cap - 1 bytes (inside zmem) */
 };
 
 static _Atomic(struct mt_thread *) registry;
@@ -628,17 +629,13 @@ void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t
         flush_thread(t, 0);
 }
 
-int64_t *mt_tbuf_heap_cell(void)
-{
-    struct mt_thread *t = mt_tls.thread;
-    return t != NULL ? &t->heap_cell : NULL;
-}
+_Static_assert(offsetof(struct mt_thread, head) == 0, "tbuf.h reads the head at offset 0");
 
 int64_t mt_tbuf_heap_sum(void)
 {
     int64_t sum = 0;
     for (struct mt_thread *t = atomic_load(&registry); t; t = t->next)
-        sum += __atomic_load_n(&t->heap_cell, __ATOMIC_RELAXED);
+        sum += __atomic_load_n(&t->head.heap_cell, __ATOMIC_RELAXED);
     return sum;
 }
 

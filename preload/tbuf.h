@@ -50,7 +50,16 @@ void mt_tbuf_event_at(unsigned kind, unsigned flags, uint64_t ts, const uint64_t
  * event and after its buffer is gone). Only its own thread writes it, with plain relaxed stores
  * (never from a nested context); the cells are never reset, so their sum over every buffer
  * state, live or retired, is what all threads added. */
-int64_t *mt_tbuf_heap_cell(void);
+struct mt_thread_head {
+    int64_t heap_cell; /* the live-heap delta: written by the owner only, never reset */
+};
+
+static inline int64_t *mt_tbuf_heap_cell(void)
+{
+    /* every struct mt_thread begins with a struct mt_thread_head (tbuf.c) */
+    struct mt_thread *t = mt_tls.thread;
+    return t != NULL ? &((struct mt_thread_head *)(void *)t)->heap_cell : NULL;
+}
 int64_t mt_tbuf_heap_sum(void);
 
 /* Record an event from a nested context (a signal handler interrupting the shim): written at

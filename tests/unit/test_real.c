@@ -8,6 +8,7 @@
 #include <criterion/new/assert.h>
 #include <criterion/redirect.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -203,4 +204,36 @@ Test(real, boot_alloc_exhaustion_message_names_the_size, .init = cr_redirect_std
     cr_expect(eq(str, out,
                  "memtrace: error: bootstrap arena exhausted (1048576 bytes requested "
                  "while resolving symbols)\n"));
+}
+
+/* The usable size read from glibc's chunk header equals malloc_usable_size for every size class,
+ * aligned blocks, realloc'd blocks and mmapped chunks (sizes above the mmap threshold). */
+Test(real, usable_size_from_the_chunk_header_is_glibcs)
+{
+    mt_real_init();
+    cr_assert(eq(int, mt_real.glibc_chunks, 1), "the runner uses glibc's allocator");
+    size_t sizes[] = { 0, 1, 8, 24, 25, 40, 1000, 4096, 100000, 131072, 200000, 1 << 20, 8 << 20 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = malloc(sizes[i]);
+        cr_assert(ne(ptr, p, NULL));
+        cr_expect(eq(sz, mt_usable_size(p), malloc_usable_size(p)), "malloc(%zu)", sizes[i]);
+        void *q = realloc(p, sizes[i] * 2 + 5);
+        cr_assert(ne(ptr, q, NULL));
+        cr_expect(eq(sz, mt_usable_size(q), malloc_usable_size(q)), "realloc to %zu",
+                  sizes[i] * 2 + 5);
+        free(q);
+        void *a = NULL;
+        cr_assert(eq(int, posix_memalign(&a, 256, sizes[i] + 1), 0));
+        cr_expect(eq(sz, mt_usable_size(a), malloc_usable_size(a)), "aligned %zu", sizes[i] + 1);
+        free(a);
+        void *c = calloc(1, sizes[i] + 3);
+        cr_expect(eq(sz, mt_usable_size(c), malloc_usable_size(c)), "calloc %zu", sizes[i] + 3);
+        free(c);
+    }
+    for (size_t n = 0; n < 3000; n += 7) {
+        void *p = malloc(n);
+        cr_expect(eq(sz, mt_usable_size(p), malloc_usable_size(p)), "malloc(%zu)", n);
+        free(p);
+    }
+    cr_expect(eq(sz, mt_usable_size(NULL), 0));
 }
