@@ -432,7 +432,8 @@ static void track_stack(struct order *o, const struct rd_event *ev)
 /* Yield the next event of the thread on top of the heap and re-key it. */
 static int next_event(struct order *o, struct rd_item *item)
 {
-    struct thread *t = &o->threads[o->heap[0].t];
+    struct hent *top = &o->heap[0];
+    struct thread *t = &o->threads[top->t];
     struct live *l = t->src == SRC_WT_LIVE || t->src == SRC_WT_NEXT ? &t->wc : &t->bc;
     if (t->src == SRC_WT_NEXT && load(o, l, &o->chunks[t->w++]) != 0)
         return o->err;
@@ -444,18 +445,28 @@ static int next_event(struct order *o, struct rd_item *item)
         return fail(o, RD_ERR_CORRUPT,
                     "offset %" PRIu64 ": EVENTS record changed since it was indexed", l->off);
     ev->chunk_offset = l->off;
-    if (l->c.left == 0)
-        release(o, l);
     o->st.events++;
     o->st.kind_counts[ev->kind]++;
-    track_stack(o, ev);
+    if (ev->stack != 0)
+        track_stack(o, ev);
 
-    uint64_t ts;
-    if (thread_key(o, t, &ts))
-        o->heap[0].ts = ts;
-    else
-        o->heap[0] = o->heap[--o->nheap];
-    if (o->nheap > 0)
+    if (l->c.left > 0 && l == &t->bc && t->w == t->w_end) {
+        /* Most events: more of the same buffered chunk, no write-through chunk to place
+         * before it (what thread_key() would decide, without its branches). */
+        t->src = SRC_BUF_LIVE;
+        top->ts = reader_cursor_peek_ts(&l->c);
+    } else {
+        if (l->c.left == 0)
+            release(o, l);
+        uint64_t ts;
+        if (thread_key(o, t, &ts))
+            top->ts = ts;
+        else
+            *top = o->heap[--o->nheap];
+    }
+    /* Sift only when a child now comes first (with few threads, mostly it does not). */
+    if (o->nheap > 1 &&
+        (hent_less(&o->heap[1], top) || (o->nheap > 2 && hent_less(&o->heap[2], top))))
         sift_down(o, 0);
     return 1;
 }
