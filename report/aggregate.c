@@ -15,10 +15,12 @@
 
 #define STACK_ID_MAX (64u << 20) /* ids above are not stored (a valid trace numbers from 1) */
 
-/* ---- live blocks: open addressing on the address, linear probing, backward-shift delete ---- */
+/* ---- live blocks: open addressing on the address, linear probing, backward-shift delete ----
+ * Keys (addresses) and values live in two arrays: a probe reads only the 8-byte keys, so the
+ * probed slots of even a large table sit in few cache lines. The table grows when half full and
+ * never shrinks: its size follows the peak number of live blocks, not the trace's length. */
 
-struct live_block {
-    uint64_t addr; /* 0: empty slot (an allocator never returns 0 for a live block) */
+struct live_val {
     uint64_t size, slack;
     uint32_t stack;
     uint16_t cls;
@@ -26,79 +28,74 @@ struct live_block {
 };
 
 #define REACH_REACHABLE 3
+#define LIVE_MIN_BITS   10
 
 struct agg_live {
-    struct live_block *b;
-    size_t n, mask; /* mask + 1 slots, a power of two */
+    uint64_t *key;        /* block address per slot; 0: empty (an allocator never returns 0 for
+                             a live block) */
+    struct live_val *val; /* the block in the same slot */
+    size_t n, mask;       /* blocks; mask + 1 slots, a power of two */
+    unsigned shift;       /* 64 - log2(slots): Fibonacci hashing keeps the product's top bits */
 };
 
-static size_t addr_hash(uint64_t addr, size_t mask)
+static inline size_t addr_home(const struct agg_live *t, uint64_t addr)
 {
-    return (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ULL >> 20) & mask;
+    return (size_t)((addr * 0x9e3779b97f4a7c15ULL) >> t->shift);
+}
+
+static void live_alloc(struct agg_live *t, unsigned bits)
+{
+    size_t slots = (size_t)1 << bits;
+    t->mask = slots - 1;
+    t->shift = 64 - bits;
+    t->key = calloc(slots, sizeof *t->key);
+    if (t->key == NULL)
+        t->key = memset(xmalloc(slots * sizeof *t->key), 0, slots * sizeof *t->key);
+    t->val = xmalloc(slots * sizeof *t->val);
 }
 
 static void live_init(struct agg_live *t)
 {
-    t->mask = 1023;
     t->n = 0;
-    t->b = calloc(t->mask + 1, sizeof *t->b);
-    if (t->b == NULL)
-        t->b = memset(xmalloc((t->mask + 1) * sizeof *t->b), 0, (t->mask + 1) * sizeof *t->b);
+    live_alloc(t, LIVE_MIN_BITS);
 }
 
-static struct live_block *live_find(struct agg_live *t, uint64_t addr)
+/* The slot holding `addr`, or the empty slot where it would go (key 0 there). */
+static inline size_t live_probe(const struct agg_live *t, uint64_t addr)
 {
-    for (size_t i = addr_hash(addr, t->mask);; i = (i + 1) & t->mask) {
-        if (t->b[i].addr == addr)
-            return &t->b[i];
-        if (t->b[i].addr == 0)
-            return NULL;
-    }
-}
-
-static void live_put_slot(struct agg_live *t, const struct live_block *blk)
-{
-    size_t i = addr_hash(blk->addr, t->mask);
-    while (t->b[i].addr != 0)
+    size_t i = addr_home(t, addr);
+    while (t->key[i] != addr && t->key[i] != 0)
         i = (i + 1) & t->mask;
-    t->b[i] = *blk;
+    return i;
 }
 
 static void live_grow(struct agg_live *t)
 {
     struct agg_live old = *t;
-    size_t slots = (old.mask + 1) * 2;
-    t->mask = slots - 1;
-    t->b = calloc(slots, sizeof *t->b);
-    if (t->b == NULL)
-        t->b = memset(xmalloc(slots * sizeof *t->b), 0, slots * sizeof *t->b);
+    live_alloc(t, (unsigned)(64 - old.shift) + 1);
     for (size_t i = 0; i <= old.mask; i++)
-        if (old.b[i].addr != 0)
-            live_put_slot(t, &old.b[i]);
-    free(old.b);
+        if (old.key[i] != 0) {
+            size_t j = live_probe(t, old.key[i]);
+            t->key[j] = old.key[i];
+            t->val[j] = old.val[i];
+        }
+    free(old.key);
+    free(old.val);
 }
 
-static void live_insert(struct agg_live *t, const struct live_block *blk)
+/* Empty slot `hole` (backward-shift deletion keeps probe chains intact). */
+static void live_delete(struct agg_live *t, size_t hole)
 {
-    if ((t->n + 1) * 4 > (t->mask + 1) * 3)
-        live_grow(t);
-    live_put_slot(t, blk);
-    t->n++;
-}
-
-/* Remove the block in slot `hole` (backward-shift deletion keeps probe chains intact). */
-static void live_delete(struct agg_live *t, struct live_block *slot)
-{
-    size_t hole = (size_t)(slot - t->b);
-    for (size_t i = (hole + 1) & t->mask; t->b[i].addr != 0; i = (i + 1) & t->mask) {
-        size_t home = addr_hash(t->b[i].addr, t->mask);
-        /* move b[i] into the hole when its home is not in (hole, i] cyclically */
+    for (size_t i = (hole + 1) & t->mask; t->key[i] != 0; i = (i + 1) & t->mask) {
+        size_t home = addr_home(t, t->key[i]);
+        /* move slot i into the hole when its home is not in (hole, i] cyclically */
         if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
-            t->b[hole] = t->b[i];
+            t->key[hole] = t->key[i];
+            t->val[hole] = t->val[i];
             hole = i;
         }
     }
-    t->b[hole].addr = 0;
+    t->key[hole] = 0;
     t->n--;
 }
 
@@ -130,19 +127,26 @@ static void sites_grow(struct agg *a)
         if (old[i].stack != 0)
             *site_slot(a, old[i].stack) = old[i];
     free(old);
+    memset(a->site_cache, 0, sizeof a->site_cache); /* its pointers went with the old array */
 }
 
-/* The site of `stack`, created when new. */
+/* The site of `stack`, created when new. Pointers stay valid until the next site is created. */
 static struct agg_site *site_get(struct agg *a, uint32_t stack)
 {
-    if (stack != 0 && (a->nsites + 1) * 4 > a->site_cap * 3)
+    if (stack == 0)
+        return &a->site0;
+    struct agg_site_ref *c = &a->site_cache[stack & (AGG_SITE_CACHE - 1)];
+    if (c->stack == stack && c->site != NULL)
+        return c->site;
+    if (a->site_cap == 0 || (a->nsites + 1) * 4 > a->site_cap * 3)
         sites_grow(a);
     struct agg_site *s = site_slot(a, stack);
-    if (stack != 0 && s->stack == 0) {
+    if (s->stack == 0) {
         s->stack = stack;
         s->peak_seq = a->peak_seq;
         a->nsites++;
     }
+    *c = (struct agg_site_ref){ stack, s };
     return s;
 }
 
@@ -197,7 +201,8 @@ void agg_free(struct agg *a)
     free(a->sites);
     free(a->stacks);
     free(a->frames);
-    free(a->live->b);
+    free(a->live->key);
+    free(a->live->val);
     free(a->live);
     mt_rangemap_fini(&a->maps);
     est_free(a->est);
@@ -268,31 +273,47 @@ static void count_block(struct agg *a, uint32_t cls, uint64_t size, uint64_t sla
     }
 }
 
+/* Take the block in `slot` out of the live set and its figures. */
+static void drop_block(struct agg *a, size_t slot)
+{
+    const struct live_val *v = &a->live->val[slot];
+    count_block(a, v->cls, v->size, v->slack, -1);
+    struct agg_site *s = site_get(a, v->stack);
+    site_touch(a, s);
+    s->live_bytes -= v->size;
+    s->live_blocks--;
+    live_delete(a->live, slot);
+}
+
 static void free_block(struct agg *a, uint64_t addr)
 {
-    struct live_block *b = live_find(a->live, addr);
-    if (b == NULL) {
+    size_t slot = live_probe(a->live, addr);
+    if (a->live->key[slot] == 0) {
         a->unknown_frees++;
         return;
     }
-    count_block(a, b->cls, b->size, b->slack, -1);
-    struct agg_site *s = site_get(a, b->stack);
-    site_touch(a, s);
-    s->live_bytes -= b->size;
-    s->live_blocks--;
-    live_delete(a->live, b);
+    drop_block(a, slot);
 }
 
+/* A successful allocating call of `ev` creating a block of class `cls`. */
 static void alloc_block(struct agg *a, const struct rd_event *ev, uint32_t cls)
 {
-    if (live_find(a->live, ev->addr) != NULL) { /* its free was never recorded */
+    struct agg_live *t = a->live;
+    if ((t->n + 1) * 2 > t->mask + 1)
+        live_grow(t);
+    size_t slot = live_probe(t, ev->addr);
+    if (t->key[slot] != 0) { /* its free was never recorded */
         a->reused_addresses++;
-        free_block(a, ev->addr);
+        drop_block(a, slot);
+        slot = live_probe(t, ev->addr);
     }
-    struct live_block b = { ev->addr, ev->size, ev->slack, ev->stack, (uint16_t)cls, 0 };
-    live_insert(a->live, &b);
-    count_block(a, cls, ev->size, ev->slack, +1);
     struct agg_site *s = site_get(a, ev->stack);
+    s->calls++;
+    s->total_bytes += ev->size;
+    t->key[slot] = ev->addr;
+    t->val[slot] = (struct live_val){ ev->size, ev->slack, ev->stack, (uint16_t)cls, 0 };
+    t->n++;
+    count_block(a, cls, ev->size, ev->slack, +1);
     site_touch(a, s);
     s->live_bytes += ev->size;
     s->live_blocks++;
@@ -333,7 +354,6 @@ static void on_heap(struct agg *a, const struct rd_event *ev)
     }
     if (ev->addr == 0)
         return;
-    count_call(a, ev);
     alloc_block(a, ev, event_class(ev, MTF_CLASS_HEAP));
     check_peak(a, ev->ts_ns);
 }
@@ -496,19 +516,20 @@ static void on_reach(struct agg *a, const struct rd_reach *r)
     struct agg_live *t = a->live;
     if (!a->reach_open)
         for (size_t i = 0; i <= t->mask; i++)
-            t->b[i].reach = 0;
+            t->val[i].reach = 0;
     a->reach_open = 1;
     for (uint32_t i = 0; i < r->h.count; i++) {
-        struct live_block *b = live_find(t, r->entries[i].addr);
-        if (b != NULL &&
+        uint64_t addr = r->entries[i].addr;
+        size_t slot = addr != 0 ? live_probe(t, addr) : 0;
+        if (addr != 0 && t->key[slot] == addr &&
             (r->entries[i].state == MTF_REACH_DIRECT || r->entries[i].state == MTF_REACH_INDIRECT))
-            b->reach = (uint16_t)r->entries[i].state;
+            t->val[slot].reach = (uint16_t)r->entries[i].state;
     }
     if (!(r->h.flags & MTF_REACHF_LAST))
         return;
     for (size_t i = 0; i <= t->mask; i++)
-        if (t->b[i].addr != 0 && t->b[i].reach == 0)
-            t->b[i].reach = REACH_REACHABLE;
+        if (t->key[i] != 0 && t->val[i].reach == 0)
+            t->val[i].reach = REACH_REACHABLE;
     a->reach_open = 0;
     a->have_reach = 1;
     a->reach_flags = r->h.flags;
@@ -519,10 +540,10 @@ static void count_reachable(struct agg *a)
 {
     const struct agg_live *t = a->live;
     for (size_t i = 0; i <= t->mask; i++) {
-        if (t->b[i].addr == 0 || t->b[i].reach != REACH_REACHABLE)
+        if (t->key[i] == 0 || t->val[i].reach != REACH_REACHABLE)
             continue;
-        struct agg_site *s = site_get(a, t->b[i].stack);
-        s->reachable_bytes += t->b[i].size;
+        struct agg_site *s = site_get(a, t->val[i].stack);
+        s->reachable_bytes += t->val[i].size;
         s->reachable_blocks++;
     }
 }
@@ -629,6 +650,6 @@ void agg_live_blocks(const struct agg *a, agg_block_fn fn, void *ctx)
 {
     const struct agg_live *t = a->live;
     for (size_t i = 0; i <= t->mask; i++)
-        if (t->b[i].addr != 0)
-            fn(ctx, t->b[i].addr, t->b[i].size, t->b[i].slack, t->b[i].stack, t->b[i].cls);
+        if (t->key[i] != 0)
+            fn(ctx, t->key[i], t->val[i].size, t->val[i].slack, t->val[i].stack, t->val[i].cls);
 }

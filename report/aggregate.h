@@ -77,6 +77,14 @@ struct agg_limit {
 
 struct agg_live; /* the live-block table (aggregate.c) */
 
+#define AGG_SITE_CACHE 512 /* stack id -> site entries in front of the site hash (a power of two)  \
+                            */
+
+struct agg_site_ref {
+    uint32_t stack;
+    struct agg_site *site; /* NULL: empty */
+};
+
 struct agg {
     /* process */
     uint32_t pid, parent_pid, origin;
@@ -111,6 +119,8 @@ struct agg {
     size_t nsites, site_cap;
     struct agg_site site0; /* stack id 0: calls with no stack */
     uint32_t peak_seq;     /* bumped each time heap_used reaches a new maximum */
+    struct agg_site_ref site_cache[AGG_SITE_CACHE]; /* recent lookups, cleared when the hash
+                                                       grows */
 
     /* stacks: frames by id (dense ids from 1) */
     struct agg_stack {

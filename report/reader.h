@@ -204,12 +204,18 @@ int reader_next_record(struct reader *r, struct rd_record *rec);
 int reader_seek(struct reader *r, uint64_t offset);
 
 /* Decoder over the events of one EVENTS payload that a reader already validated (via
- * reader_next_record): no check is repeated, so it must not be given anything else. */
+ * reader_next_record). Each event is decoded once: the cursor reads the head (tag and time
+ * delta) of its next event ahead, so its time and §10 position are known without a second
+ * decode. It still checks every byte it reads, so a payload that changed since it was validated
+ * makes reader_cursor_next() fail instead of reading out of bounds. */
 struct rd_cursor {
-    const uint8_t *p, *start, *end; /* next event, first event, end of the events */
-    uint64_t ts, addr, stack;       /* decoder state */
+    const uint8_t *p, *start, *end; /* after the next event's head, first event, end of events */
+    const uint8_t *at;              /* the next event's tag byte */
+    uint64_t ts, addr, stack;       /* decoder state; ts is the next event's time (left > 0) */
     uint32_t tid, serial, offset;   /* from the chunk header */
     uint32_t left;                  /* events still to decode */
+    unsigned tag;                   /* the next event's tag */
+    int ok;                         /* the next event's head decoded */
 };
 
 /* `payload` holds the chunk header and its events, raw: a compressed chunk's payload is given
@@ -229,8 +235,11 @@ int reader_chunk_inflate(struct rd_inflate **ctx, const void *payload, uint32_t 
                          void *out);
 void reader_inflate_free(struct rd_inflate *ctx);
 
-/* Time of the next event (left > 0), without decoding it. */
-uint64_t reader_cursor_peek_ts(const struct rd_cursor *c);
+/* Time of the next event (left > 0), read ahead: no decoding. */
+static inline uint64_t reader_cursor_peek_ts(const struct rd_cursor *c)
+{
+    return c->ts;
+}
 
 /* Decode the next event (left > 0) into *ev: tid and thread_serial are filled, chunk_offset is
  * not. STACK frames go to `frames` (MTF_MAX_FRAMES_LIMIT + 1 entries). 0, or -1 if the payload
@@ -241,7 +250,7 @@ int reader_cursor_next(struct rd_cursor *c, struct rd_event *ev, uint64_t *frame
  * bytes decoded so far): the §10 order key of a buffered event. */
 static inline uint32_t reader_cursor_pos(const struct rd_cursor *c)
 {
-    return c->offset + (uint32_t)(c->p - c->start);
+    return c->offset + (uint32_t)(c->at - c->start);
 }
 
 #endif

@@ -521,6 +521,84 @@ Test(order, zero_tail_and_bad_header_like_the_reader)
     tg_buf_free(&t);
 }
 
+/* ---- decoding ------------------------------------------------------------------------------ */
+
+/* One chunk: a FORK whose child_pid is the raw varint bytes `v` (n of them), then `tail` EXEC
+ * events, so the varint ends at every distance from the end of the events: the decoder reads
+ * whole words while 8 bytes are left and byte by byte nearer the end. */
+static void varint_trace(struct tg_buf *t, const uint8_t *v, size_t n, unsigned tail)
+{
+    struct mtf_end end = tg_end_default();
+    tg_file_header(t, NULL);
+    struct tg_chunk c;
+    tg_chunk_begin(&c, 101, 1, 100, 0, 0);
+    const uint8_t head[2] = { MTF_EV_FORK, 0 }; /* tag, dt 0 */
+    tg_put(&c.ev, head, sizeof head);
+    tg_put(&c.ev, v, n);
+    c.h.nevents = 1;
+    c.h.first_ts_ns = c.h.last_ts_ns = 100;
+    c.counts[MTF_EV_FORK]++;
+    for (unsigned i = 0; i < tail; i++)
+        tg_chunk_event(&c, &(struct rd_event){ .kind = MTF_EV_EXEC, .ts_ns = 100 + i });
+    tg_chunk_end(&c, t, &end);
+    tg_end(t, &end);
+}
+
+Test(order, decodes_every_varint_length_at_every_distance_from_the_end)
+{
+    for (unsigned len = 1; len <= MTF_VARINT_MAX_BYTES; len++)
+        for (unsigned tail = 0; tail <= 10; tail++)
+            for (int top = 0; top < 2; top++) {
+                /* the smallest and the largest value of this length */
+                uint64_t val =
+                    top ? (len == MTF_VARINT_MAX_BYTES ? UINT64_MAX : (1ULL << (7 * len)) - 1)
+                        : (len == 1 ? 0 : 1ULL << (7 * (len - 1)));
+                uint8_t v[MTF_VARINT_MAX_BYTES];
+                uint64_t x = val;
+                for (unsigned i = 0; i < len; i++, x >>= 7)
+                    v[i] = (uint8_t)((x & 0x7f) | (i + 1 < len ? 0x80 : 0));
+                struct tg_buf t = { 0 };
+                varint_trace(&t, v, len, tail);
+                same_as_reader(&t, t.len);
+                struct out o;
+                order_mem(&t, t.len, &o);
+                cr_assert(eq(int, o.rc, 0), "%u bytes, %u after: %s", len, tail, o.err);
+                char want[64];
+                snprintf(want, sizeof want, " child=%" PRIu64, val);
+                cr_assert(ne(ptr, strstr(o.line[0], want), NULL), "%u bytes: %s", len, o.line[0]);
+                out_free(&o);
+                tg_buf_free(&t);
+            }
+}
+
+Test(order, rejects_overlong_and_unterminated_varints_like_the_reader)
+{
+    /* ten bytes whose last carries more than bit 63; continuation bytes to the end */
+    uint8_t overlong[MTF_VARINT_MAX_BYTES], open[12];
+    memset(overlong, 0xff, sizeof overlong);
+    overlong[MTF_VARINT_MAX_BYTES - 1] = 0x02;
+    memset(open, 0x80, sizeof open);
+    for (unsigned tail = 0; tail <= 10; tail++) {
+        struct tg_buf t = { 0 };
+        varint_trace(&t, overlong, sizeof overlong, tail);
+        same_as_reader(&t, t.len);
+        struct out o;
+        order_mem(&t, t.len, &o);
+        cr_assert(eq(int, o.rc, RD_ERR_CORRUPT));
+        cr_assert(ne(ptr, strstr(o.err, "varint longer than 64 bits"), NULL), "%s", o.err);
+        out_free(&o);
+        tg_buf_free(&t);
+        for (size_t n = 1; n <= sizeof open; n++) {
+            varint_trace(&t, open, n, tail);
+            same_as_reader(&t, t.len);
+            order_mem(&t, t.len, &o);
+            cr_assert(eq(int, o.rc, RD_ERR_CORRUPT), "%zu open bytes, %u after", n, tail);
+            out_free(&o);
+            tg_buf_free(&t);
+        }
+    }
+}
+
 /* ---- inputs --------------------------------------------------------------------------------- */
 
 static void order_path(const char *path, struct out *o)
