@@ -72,6 +72,8 @@ if section synthetic; then
         mt=$(median < "$tmp/mt")
         trace=$(first "$tmp"/t.*)
         events=$(calls_in "$trace")
+        # a sampled trace records a fraction of the calls: bytes per program call instead
+        case " ${extra[*]-} " in *MEMTRACE_SAMPLE=*) events=$((2 * per_thread * threads)) ;; esac
         ht=-
         [ -s "$tmp/ht" ] && ht=$(median < "$tmp/ht")
         name="$mode x$threads"
