@@ -125,18 +125,7 @@ static size_t side_hash(uint64_t addr)
 
 static struct side_slot *side_table(void)
 {
-    struct side_slot *s = __atomic_load_n(&side, __ATOMIC_ACQUIRE);
-    if (s != NULL)
-        return s;
-    struct side_slot *mine = mt_pages_map(SIDE_SLOTS * sizeof *mine, MAP_NORESERVE);
-    if (mine == NULL)
-        return NULL;
-    struct side_slot *expect = NULL;
-    if (!__atomic_compare_exchange_n(&side, &expect, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        mt_pages_unmap(mine, SIDE_SLOTS * sizeof *mine);
-        return expect;
-    }
-    return mine;
+    return mt_pages_map_once((void **)&side, SIDE_SLOTS * sizeof(struct side_slot), MAP_NORESERVE);
 }
 
 void mt_acct_block_put(uint64_t addr, uint32_t cls)

@@ -60,12 +60,7 @@ static inline uint64_t mt_clock_ns(void)
 
 static inline uint64_t mt_clock_ns_early(void)
 {
-    if (__builtin_expect(mt_clk.tsc, 1)) {
-        uint32_t lo, hi;
-        __asm__ __volatile__("lfence; rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
-        return mt_clock_from_tsc(((uint64_t)hi << 32) | lo);
-    }
-    return mt_clock_sys_ns();
+    return mt_clock_ns(); /* the same ordered read (see the top of this file) */
 }
 #endif
 

@@ -36,3 +36,19 @@ size_t mt_read_file(const char *path, char *buf, size_t cap)
         buf[n] = '\0';
     return n;
 }
+
+void *mt_pages_map_once(void **slot, size_t len, int flags)
+{
+    void *t = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (t != NULL)
+        return t;
+    void *mine = mt_pages_map(len, flags);
+    if (mine == NULL)
+        return NULL;
+    void *expect = NULL;
+    if (!__atomic_compare_exchange_n(slot, &expect, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        mt_pages_unmap(mine, len);
+        return expect;
+    }
+    return mine;
+}

@@ -10,6 +10,11 @@
  * when the kernel refuses. */
 void *mt_pages_map(size_t len, int flags);
 
+/* A table mapped on first use: the pages `*slot` points to, mapped (len bytes, extra flags) by
+ * the first caller and published with a CAS; a caller that loses the race unmaps its own and
+ * takes the winner's. NULL when the kernel refuses. */
+void *mt_pages_map_once(void **slot, size_t len, int flags);
+
 /* Give pages back; nothing for NULL or 0 bytes. */
 void mt_pages_unmap(void *p, size_t len);
 

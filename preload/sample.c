@@ -253,7 +253,7 @@ void mt_sample_fork_child(void)
 #define SET_EMPTY 0
 #define SET_TOMB  1 /* removed: lookups read on past it, inserts reuse it */
 
-static _Atomic(_Atomic uint64_t *) set;
+static _Atomic uint64_t *set; /* mapped on first use (mt_pages_map_once) */
 _Atomic uint8_t mt_sample_filter[1U << MT_SAMPLE_FILTER_BITS];
 
 static size_t set_hash(uint64_t addr)
@@ -274,18 +274,7 @@ static void filter_add(uint64_t addr, int d)
 
 static _Atomic uint64_t *set_table(void)
 {
-    _Atomic uint64_t *s = atomic_load_explicit(&set, memory_order_acquire);
-    if (s != NULL)
-        return s;
-    _Atomic uint64_t *mine = mt_pages_map(SET_SLOTS * sizeof *mine, MAP_NORESERVE);
-    if (mine == NULL)
-        return NULL;
-    _Atomic uint64_t *expect = NULL;
-    if (!atomic_compare_exchange_strong(&set, &expect, mine)) {
-        mt_pages_unmap(mine, SET_SLOTS * sizeof *mine);
-        return expect;
-    }
-    return mine;
+    return mt_pages_map_once((void **)&set, SET_SLOTS * sizeof(uint64_t), MAP_NORESERVE);
 }
 
 int mt_sample_set_put(uint64_t addr)
@@ -316,7 +305,7 @@ int mt_sample_set_put(uint64_t addr)
 
 int mt_sample_set_take_slow(uint64_t addr)
 {
-    _Atomic uint64_t *t = atomic_load_explicit(&set, memory_order_acquire);
+    _Atomic uint64_t *t = __atomic_load_n(&set, __ATOMIC_ACQUIRE);
     if (t == NULL || addr <= SET_TOMB)
         return 0;
     size_t h = set_hash(addr);
