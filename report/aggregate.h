@@ -77,8 +77,8 @@ struct agg_limit {
 
 struct agg_live; /* the live-block table (aggregate.c) */
 
-#define AGG_SITE_CACHE 512 /* stack id -> site entries in front of the site hash (a power of two)  \
-                            */
+/* Entries of the stack id -> site cache in front of the site hash (a power of two). */
+#define AGG_SITE_CACHE 512
 
 struct agg_site_ref {
     uint32_t stack;

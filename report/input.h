@@ -1,7 +1,7 @@
 /* The item source of memtrace-report: one place that says where items come from, today the
  * events of all threads merged by time (order.c) so that the replay sees a free on one thread
- * before another thread's allocation of the same address. Same conventions as reader.h: negative RD_ERR_* codes, items valid until the
- * next call, a status valid at any time.
+ * before another thread's allocation of the same address. Same conventions as reader.h: negative
+ * RD_ERR_* codes, items valid until the next call, a status valid at any time.
  */
 #ifndef MEMTRACE_REPORT_INPUT_H
 #define MEMTRACE_REPORT_INPUT_H
