@@ -4,8 +4,8 @@
 
 #include <string.h>
 
-#define MREMAP_DONTUNMAP_FLAG 4 /* linux/mman.h; kept here so the report needs no kernel headers   \
-                                 */
+/* linux/mman.h's MREMAP_DONTUNMAP, kept here so the report needs no kernel headers */
+#define MREMAP_DONTUNMAP_FLAG 4
 
 void mt_rangemap_init(struct mt_rangemap *m, mt_rangemap_grow_fn grow)
 {

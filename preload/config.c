@@ -198,7 +198,7 @@ static const struct var vars[] = {
 #define KNOWN_NAMES                                                                                \
     "MEMTRACE_OUTPUT, MEMTRACE_DEPTH, MEMTRACE_BUFFER, MEMTRACE_HEAP_LIMIT, "                      \
     "MEMTRACE_EXTERNAL_LIMIT, MEMTRACE_ON_LIMIT, MEMTRACE_INTERVAL, MEMTRACE_RULES, "              \
-    "MEMTRACE_LEAK_SCAN, MEMTRACE_COMPRESS, MEMTRACE_SAMPLE, MEMTRACE_SAMPLE_SEED, "              \
+    "MEMTRACE_LEAK_SCAN, MEMTRACE_COMPRESS, MEMTRACE_SAMPLE, MEMTRACE_SAMPLE_SEED, "               \
     "MEMTRACE_UNWIND_VERIFY"
 
 static void store(struct mt_config *cfg, const struct var *v, const char *val, uint64_t num)
