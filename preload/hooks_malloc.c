@@ -164,34 +164,43 @@ static void nested(unsigned kind, unsigned flags, const uint64_t *f, int64_t del
     errno = err;
 }
 
-MT_EXPORT void *malloc(size_t size)
+/* malloc, valloc, pvalloc: size -> pointer (glibc does not route valloc and pvalloc through the
+ * public memalign, so they are hooked on their own: pitfalls.md §15). `request` is what the cap
+ * admits; `caller` the exported hook's return address. */
+static MT_ALWAYS_INLINE void *sized(unsigned kind, void *(*real)(size_t), size_t size,
+                                    uint64_t request, const void *caller)
 {
-    if (MT_UNLIKELY(mt_hook_ready() != 0))
-        return mt_boot_alloc(size, 16);
     if (MT_UNLIKELY(mt_guard_active())) {
-        void *p = mt_real.malloc(size);
-        if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
+        void *p = real(size);
+        if (mt_hook_nested_is_program(caller, 0)) {
             uint64_t u = usable(p);
             uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-            nested(MTF_EV_MALLOC, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
+            nested(kind, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
         return p;
     }
     mt_guard_set(MT_IN_HOOK);
     struct call c;
     MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
-    if (MT_UNLIKELY(before(&c, MTF_EV_MALLOC, size, size) != 0)) {
+    if (MT_UNLIKELY(before(&c, kind, size, request) != 0)) {
         uint64_t f[3] = { 0, size, 0 };
         refused(&c, f);
         return NULL;
     }
     mt_guard_set(MT_IN_REAL);
-    void *p = mt_real.malloc(size);
+    void *p = real(size);
     int err = errno;
     uint64_t u = usable(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
     after(&c, p == NULL, p, u, 0, f, err);
     return p;
+}
+
+MT_EXPORT void *malloc(size_t size)
+{
+    if (MT_UNLIKELY(mt_hook_ready() != 0))
+        return mt_boot_alloc(size, 16);
+    return sized(MTF_EV_MALLOC, mt_real.malloc, size, size, __builtin_return_address(0));
 }
 
 MT_EXPORT void free(void *ptr)
@@ -539,42 +548,11 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     return rc;
 }
 
-/* valloc, pvalloc: size -> pointer. glibc does not route them through the public memalign, so
- * they are hooked on their own (pitfalls.md §15). */
-static MT_ALWAYS_INLINE void *paged(unsigned kind, void *(*real)(size_t), size_t size,
-                                    uint64_t request, const void *caller)
-{
-    if (MT_UNLIKELY(mt_guard_active())) {
-        void *p = real(size);
-        if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t u = usable(p);
-            uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-            nested(kind, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
-        }
-        return p;
-    }
-    mt_guard_set(MT_IN_HOOK);
-    struct call c;
-    MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
-    if (MT_UNLIKELY(before(&c, kind, size, request) != 0)) {
-        uint64_t f[3] = { 0, size, 0 };
-        refused(&c, f);
-        return NULL;
-    }
-    mt_guard_set(MT_IN_REAL);
-    void *p = real(size);
-    int err = errno;
-    uint64_t u = usable(p);
-    uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
-    after(&c, p == NULL, p, u, 0, f, err);
-    return p;
-}
-
 MT_EXPORT void *valloc(size_t size)
 {
     if (MT_UNLIKELY(mt_hook_ready() != 0))
         return mt_boot_alloc(size, 4096);
-    return paged(MTF_EV_VALLOC, mt_real.valloc, size, size, __builtin_return_address(0));
+    return sized(MTF_EV_VALLOC, mt_real.valloc, size, size, __builtin_return_address(0));
 }
 
 MT_EXPORT void *pvalloc(size_t size)
@@ -583,7 +561,7 @@ MT_EXPORT void *pvalloc(size_t size)
         return mt_boot_alloc((size + 4095) & ~(size_t)4095, 4096);
     uint64_t page = mt_acct_page(); /* pvalloc rounds the request up to whole pages */
     uint64_t request = size > UINT64_MAX - page ? size : (size + page - 1) & ~(page - 1);
-    return paged(MTF_EV_PVALLOC, mt_real.pvalloc, size, request, __builtin_return_address(0));
+    return sized(MTF_EV_PVALLOC, mt_real.pvalloc, size, request, __builtin_return_address(0));
 }
 
 MT_EXPORT size_t malloc_usable_size(void *ptr)
