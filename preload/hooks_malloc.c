@@ -27,11 +27,6 @@ static inline int live_on(void)
     return mt_config.leak_scan != 0;
 }
 
-static inline uint64_t usable(const void *p)
-{
-    return mt_usable_size(p);
-}
-
 /* What the allocator handed out beyond the request (trace-format.md §7): heapUsed counts it. */
 static inline uint64_t slack_of(uint64_t usable_bytes, uint64_t size)
 {
@@ -173,7 +168,7 @@ static MT_ALWAYS_INLINE void *sized(unsigned kind, void *(*real)(size_t), size_t
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(size);
         if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t u = usable(p);
+            uint64_t u = mt_usable_size(p);
             uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
             nested(kind, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
@@ -190,7 +185,7 @@ static MT_ALWAYS_INLINE void *sized(unsigned kind, void *(*real)(size_t), size_t
     mt_guard_set(MT_IN_REAL);
     void *p = real(size);
     int err = errno;
-    uint64_t u = usable(p);
+    uint64_t u = mt_usable_size(p);
     uint64_t f[3] = { (uintptr_t)p, size, slack_of(u, size) };
     after(&c, p == NULL, p, u, 0, f, err);
     return p;
@@ -214,10 +209,10 @@ MT_EXPORT void free(void *ptr)
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
             int err = errno;
             if (ptr != NULL)
-                mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)usable(ptr), 0, 1);
+                mt_acct_heap_done(mt_acct_block_class(ptr), -(int64_t)mt_usable_size(ptr), 0, 1);
             if (mt_sample_rate != 0) {
                 mt_sample_count_shared(MTF_EV_FREE, ptr != NULL ? -1 : 0,
-                                       ptr != NULL ? -(int64_t)usable(ptr) : 0, 0);
+                                       ptr != NULL ? -(int64_t)mt_usable_size(ptr) : 0, 0);
                 (void)mt_sample_set_take((uintptr_t)ptr);
             }
             mt_tbuf_nested(MTF_EV_FREE, 0, mt_clock_ns(), f);
@@ -233,7 +228,7 @@ MT_EXPORT void free(void *ptr)
      * (trace-format.md §10). */
     int64_t u = 0;
     if (ptr != NULL) {
-        u = (int64_t)usable(ptr);
+        u = (int64_t)mt_usable_size(ptr);
         mt_acct_heap_done(mt_acct_block_class(ptr), -u, 0, 0);
         if (live_on())
             mt_live_take((uintptr_t)ptr, NULL);
@@ -269,7 +264,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = mt_real.calloc(nmemb, size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
-            uint64_t u = usable(p);
+            uint64_t u = mt_usable_size(p);
             uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
             nested(MTF_EV_CALLOC, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
@@ -289,7 +284,7 @@ MT_EXPORT void *calloc(size_t nmemb, size_t size)
     mt_guard_set(MT_IN_REAL);
     void *p = mt_real.calloc(nmemb, size);
     int err = errno;
-    uint64_t u = usable(p);
+    uint64_t u = mt_usable_size(p);
     uint64_t f[4] = { (uintptr_t)p, nmemb, size, slack_of(u, total) };
     after(&c, p == NULL, p, u, 0, f, err);
     return p;
@@ -329,10 +324,10 @@ static void *nested_realloc(unsigned kind, void *ptr, size_t size, uint64_t nmem
 {
     if (!mt_hook_nested_is_program(caller, 0))
         return mt_real.realloc(ptr, size);
-    uint64_t old_u = usable(ptr);
+    uint64_t old_u = mt_usable_size(ptr);
     void *p = mt_real.realloc(ptr, size);
     int err = errno;
-    uint64_t u = usable(p);
+    uint64_t u = mt_usable_size(p);
     int failed = p == NULL && size != 0;
     uint64_t f[6];
     realloc_fields(f, kind, ptr, p, size, nmemb, elsize, slack_of(u, size), 0);
@@ -377,7 +372,7 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
     uint64_t t0 = mt_tbuf_stamp(1);
     mt_guard_set(MT_IN_HOOK);
     uint32_t old_cls = ptr != NULL ? mt_acct_block_class(ptr) : MTF_CLASS_HEAP;
-    uint64_t old_u = usable(ptr);
+    uint64_t old_u = mt_usable_size(ptr);
     struct call c;
     MT_UNWIND_ORIGIN(&c.origin); /* in the exported hook's frame (always inlined here) */
     c.cls = MTF_CLASS_HEAP;
@@ -417,7 +412,7 @@ static MT_ALWAYS_INLINE void *do_realloc(unsigned kind, void *ptr, size_t size, 
         mt_live_add((uintptr_t)ptr, old_size);
     /* glibc: realloc(p, 0) frees p and returns NULL: that is not a failure */
     int failed = p == NULL && (size != 0 || ptr == NULL);
-    uint64_t u = usable(p);
+    uint64_t u = mt_usable_size(p);
     mt_guard_set(MT_IN_HOOK);
     if (failed) {
         if (old_cls != MTF_CLASS_HEAP)
@@ -474,7 +469,7 @@ static MT_ALWAYS_INLINE void *aligned(unsigned kind, void *(*real)(size_t, size_
     if (MT_UNLIKELY(mt_guard_active())) {
         void *p = real(align, size);
         if (mt_hook_nested_is_program(caller, 0)) {
-            uint64_t u = usable(p);
+            uint64_t u = mt_usable_size(p);
             uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
             nested(kind, p ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
@@ -491,7 +486,7 @@ static MT_ALWAYS_INLINE void *aligned(unsigned kind, void *(*real)(size_t, size_
     mt_guard_set(MT_IN_REAL);
     void *p = real(align, size);
     int err = errno;
-    uint64_t u = usable(p);
+    uint64_t u = mt_usable_size(p);
     uint64_t f[4] = { (uintptr_t)p, align, size, slack_of(u, size) };
     after(&c, p == NULL, p, u, 0, f, err);
     return p;
@@ -522,7 +517,7 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
         int rc = mt_real.posix_memalign(memptr, align, size);
         if (mt_hook_nested_is_program(__builtin_return_address(0), 0)) {
             void *q = rc == 0 ? *memptr : NULL;
-            uint64_t u = usable(q);
+            uint64_t u = mt_usable_size(q);
             uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
             nested(MTF_EV_POSIX_MEMALIGN, rc == 0 ? 0 : MTF_EVF_FAILED, f, (int64_t)u, errno);
         }
@@ -542,7 +537,7 @@ MT_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     int rc = mt_real.posix_memalign(memptr, align, size); /* leaves *memptr alone on failure */
     int err = errno;
     void *q = rc == 0 ? *memptr : NULL;
-    uint64_t u = usable(q);
+    uint64_t u = mt_usable_size(q);
     uint64_t f[4] = { (uintptr_t)q, align, size, slack_of(u, size) };
     after(&c, rc != 0, q, u, 0, f, err);
     return rc;
